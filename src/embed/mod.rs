@@ -1,0 +1,1 @@
+//! Sentence embeddings with tract (issue 3).

@@ -1,0 +1,19 @@
+//! vecsync keeps a Weaviate vector index in sync with a MariaDB table, with no Kafka and no Debezium.
+//!
+//! The data flow, one module per stage:
+//!
+//! ```text
+//! MariaDB binlog ──► source (ChangeEvent, Debezium semantics) ──► pipeline (batch, coalesce)
+//!        ──► dedup (Memcached) ──► embed (tract, all-MiniLM-L6-v2) ──► sink (Weaviate) ──► checkpoint
+//! ```
+//!
+//! The checkpoint only moves forward at transaction boundaries, after Weaviate confirmed every
+//! event up to that position: delivery is at-least-once, and deterministic object ids make a
+//! replay harmless.
+
+pub mod checkpoint;
+pub mod embed;
+pub mod event;
+pub mod position;
+pub mod sink;
+pub mod source;

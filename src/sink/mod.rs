@@ -1,0 +1,1 @@
+//! Where change events end up: Weaviate (issue 4).

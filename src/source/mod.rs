@@ -1,0 +1,1 @@
+//! Where change events come from: the MariaDB binlog and snapshots (issue 2).
