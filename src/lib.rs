@@ -12,6 +12,7 @@
 //! replay harmless.
 
 pub mod checkpoint;
+pub mod dedup;
 pub mod embed;
 pub mod event;
 pub mod position;
