@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod dedup;
 pub mod embed;
 pub mod event;
+pub mod pipeline;
 pub mod position;
 pub mod sink;
 pub mod source;

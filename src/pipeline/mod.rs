@@ -1,0 +1,3 @@
+//! The sidecar: source -> batch -> embed (dedup) -> Weaviate -> checkpoint.
+
+pub mod batch;
