@@ -226,7 +226,7 @@ impl EmbeddingCache {
     }
 
     fn go_down(&self, state: &mut State, error: &CacheError) {
-        metrics::counter!("vecsync_embedding_cache_errors_total").increment(1);
+        metrics::counter!(crate::telemetry::CACHE_ERRORS_TOTAL).increment(1);
         let was_up = !matches!(*state, State::Down { .. });
         *state = State::Down {
             until: Instant::now() + self.config.retry_after,
