@@ -12,6 +12,7 @@
 //! replay harmless.
 
 pub mod checkpoint;
+pub mod config;
 pub mod dedup;
 pub mod embed;
 pub mod event;
