@@ -3,3 +3,4 @@
 
 mod dedup;
 mod harness;
+mod mariadb_harness;
