@@ -1,6 +1,7 @@
 //! vecsync's integration tests: one binary, one file per behaviour, real servers started by the
 //! harness (a private mariadbd and memcached per test, the Weaviate test server in-process).
 
+mod binlog_ops;
 mod dedup;
 mod harness;
 mod mariadb_harness;
