@@ -1,7 +1,11 @@
 //! vecsync's integration tests: one binary, one file per behaviour, real servers started by the
 //! harness (a private mariadbd and memcached per test, the Weaviate test server in-process).
 
+// Large `json!` literals (binlog_types) need more macro recursion than the default.
+#![recursion_limit = "512"]
+
 mod binlog_ops;
+mod binlog_types;
 mod dedup;
 mod harness;
 mod mariadb_harness;
