@@ -23,9 +23,14 @@ async fn follows_schema_changes(server: MariaDb) {
         ))
         .await;
     let start: GtidPosition = server.gtid_binlog_pos().await.parse().expect("position");
-    let mut source = Running::start(config(&server, &db, "products", SnapshotMode::Never), Some(start));
+    let mut source = Running::start(
+        config(&server, &db, "products", SnapshotMode::Never),
+        Some(start),
+    );
 
-    server.exec(&format!("INSERT INTO {db}.products VALUES (1, 'a')")).await;
+    server
+        .exec(&format!("INSERT INTO {db}.products VALUES (1, 'a')"))
+        .await;
     let (events, _) = source.transaction().await;
     assert_eq!(after(&events[0]), json!({"id": 1, "sku": "a"}));
 
@@ -36,8 +41,17 @@ async fn follows_schema_changes(server: MariaDb) {
         ))
         .await;
     let (events, _) = source.transaction().await;
-    assert_eq!(after(&events[0]), json!({"id": 2, "colour": "red", "sku": "b"}));
-    let keys: Vec<_> = events[0].after.as_ref().expect("after").keys().cloned().collect();
+    assert_eq!(
+        after(&events[0]),
+        json!({"id": 2, "colour": "red", "sku": "b"})
+    );
+    let keys: Vec<_> = events[0]
+        .after
+        .as_ref()
+        .expect("after")
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(keys, ["id", "colour", "sku"], "table order");
 
     server
@@ -94,7 +108,10 @@ async fn replaying_across_an_alter_without_full_metadata_fails_clearly() {
              ALTER TABLE {db}.products ADD COLUMN colour VARCHAR(20)"
         ))
         .await;
-    let source = Running::start(config(&server, &db, "products", SnapshotMode::Never), Some(start));
+    let source = Running::start(
+        config(&server, &db, "products", SnapshotMode::Never),
+        Some(start),
+    );
     let err = source.error().await;
     assert!(matches!(err, SourceError::Event { .. }), "{err:?}");
     let msg = err.to_string();

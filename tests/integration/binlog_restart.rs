@@ -42,7 +42,10 @@ fn id(e: &ChangeEvent) -> i64 {
 async fn resumes_from_the_checkpoint_after_a_stop_mid_stream() {
     let (server, db) = server_with_table().await;
     let start = position(&server).await;
-    let mut first = Running::start(config(&server, &db, "products", SnapshotMode::Initial), Some(start));
+    let mut first = Running::start(
+        config(&server, &db, "products", SnapshotMode::Initial),
+        Some(start),
+    );
     insert(&server, &db, 1..=5).await;
     let mut checkpoint = None;
     for want in 1..=3 {
@@ -55,7 +58,10 @@ async fn resumes_from_the_checkpoint_after_a_stop_mid_stream() {
     first.stop().await.expect("stop");
     insert(&server, &db, 6..=8).await;
 
-    let mut second = Running::start(config(&server, &db, "products", SnapshotMode::Initial), checkpoint);
+    let mut second = Running::start(
+        config(&server, &db, "products", SnapshotMode::Initial),
+        checkpoint,
+    );
     let mut seen = Vec::new();
     let mut last = None;
     while seen.len() < 5 {
@@ -63,7 +69,11 @@ async fn resumes_from_the_checkpoint_after_a_stop_mid_stream() {
         seen.extend(events.iter().map(id));
         last = Some(commit.position);
     }
-    assert_eq!(seen, [4, 5, 6, 7, 8], "nothing missed, nothing replayed, in order");
+    assert_eq!(
+        seen,
+        [4, 5, 6, 7, 8],
+        "nothing missed, nothing replayed, in order"
+    );
     assert_eq!(last, Some(position(&server).await));
     second.stop().await.expect("stop");
 }
@@ -95,7 +105,10 @@ async fn gtid_start_begins_exactly_after_the_given_position() {
 async fn rides_out_a_server_restart() {
     let (mut server, db) = server_with_table().await;
     let start = position(&server).await;
-    let mut source = Running::start(config(&server, &db, "products", SnapshotMode::Initial), Some(start));
+    let mut source = Running::start(
+        config(&server, &db, "products", SnapshotMode::Initial),
+        Some(start),
+    );
     insert(&server, &db, 1..=1).await;
     let (events, _) = source.transaction().await;
     assert_eq!(events.iter().map(id).collect::<Vec<_>>(), [1]);
@@ -108,6 +121,10 @@ async fn rides_out_a_server_restart() {
         let (events, _) = source.transaction().await;
         seen.extend(events.iter().map(id));
     }
-    assert_eq!(seen, [2, 3], "resumed after the last commit: no replay, no gap");
+    assert_eq!(
+        seen,
+        [2, 3],
+        "resumed after the last commit: no replay, no gap"
+    );
     source.stop().await.expect("stop");
 }

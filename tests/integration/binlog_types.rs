@@ -178,17 +178,27 @@ fn assert_row(actual: &Value, expected: &Value, what: &str) {
 async fn binlog_and_snapshot_agree(server: MariaDb) {
     let db = unique_name("types");
     server
-        .exec(&format!("CREATE DATABASE {db}; {}", TABLE.replace("{db}", &db)))
+        .exec(&format!(
+            "CREATE DATABASE {db}; {}",
+            TABLE.replace("{db}", &db)
+        ))
         .await;
     let start: GtidPosition = server.gtid_binlog_pos().await.parse().expect("position");
-    let mut stream = Running::start(config(&server, &db, "items", SnapshotMode::Never), Some(start));
+    let mut stream = Running::start(
+        config(&server, &db, "items", SnapshotMode::Never),
+        Some(start),
+    );
     server.exec(&rows_sql(&db, 0)).await;
 
     let (events, _) = stream.transaction().await;
     assert_eq!(events.len(), 3, "one event per inserted row");
     for (e, id) in events.iter().zip(1..) {
         assert_eq!(e.op, Op::Create);
-        assert_row(&row(e), &expected(id), &format!("binlog insert of row {id}"));
+        assert_row(
+            &row(e),
+            &expected(id),
+            &format!("binlog insert of row {id}"),
+        );
     }
 
     // Updates carry both images; deletes the before image.

@@ -11,3 +11,4 @@ mod binlog_types;
 mod dedup;
 mod harness;
 mod mariadb_harness;
+mod snapshot;
