@@ -6,9 +6,11 @@
 
 mod binlog_ddl;
 mod binlog_ops;
+mod binlog_purge;
 mod binlog_restart;
 mod binlog_types;
 mod dedup;
 mod harness;
 mod mariadb_harness;
+mod preflight;
 mod snapshot;

@@ -100,23 +100,38 @@ impl MariaDb {
     }
 
     /// Start a new binlog file and purge every older one, so positions before now are gone.
+    /// MariaDB keeps a file until its binlog checkpoint is written (for crash recovery), so
+    /// this retries the PURGE until only the newest file is left.
     pub async fn purge_binary_logs(&self) {
         let mut conn = self.conn().await;
         conn.query_drop("FLUSH BINARY LOGS")
             .await
             .expect("flush binary logs");
-        let rows: Vec<mysql_async::Row> = conn
-            .query("SHOW BINARY LOGS")
-            .await
-            .expect("show binary logs");
-        let newest: String = rows
-            .last()
-            .and_then(|r| r.get(0))
-            .expect("at least one binary log");
-        conn.query_drop(format!("PURGE BINARY LOGS TO '{newest}'"))
-            .await
-            .expect("purge binary logs");
-        conn.disconnect().await.expect("disconnect");
+        let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
+        wait_until(
+            "the old binary logs to be purged",
+            super::DEFAULT_DEADLINE,
+            || {
+                let conn = conn.clone();
+                async move {
+                    let mut conn = conn.lock().await;
+                    let rows: Vec<mysql_async::Row> = conn
+                        .query("SHOW BINARY LOGS")
+                        .await
+                        .expect("show binary logs");
+                    let names: Vec<String> = rows.iter().filter_map(|r| r.get(0)).collect();
+                    let newest = names.last().expect("at least one binary log").clone();
+                    if names.len() == 1 {
+                        return Some(());
+                    }
+                    conn.query_drop(format!("PURGE BINARY LOGS TO '{newest}'"))
+                        .await
+                        .expect("purge binary logs");
+                    None
+                }
+            },
+        )
+        .await;
     }
 
     /// Kill the server with SIGKILL, keeping its datadir and port for [`MariaDb::restart`].
@@ -249,6 +264,7 @@ fn install_db(datadir: &Path, tmpdir: &Path) {
         .args([
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            "--skip-name-resolve",
             "--innodb-log-file-size=4M",
             "--innodb-buffer-pool-size=16M",
         ]);
