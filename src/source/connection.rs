@@ -7,6 +7,9 @@ use crate::config::{Secret, redact_url};
 
 use super::error::SourceError;
 
+/// How long a connection attempt may take, handshake and login included.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where and as whom to connect.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
@@ -49,10 +52,22 @@ impl Endpoint {
     }
 
     /// Open a connection. Wrong credentials are definite; anything else is worth a retry.
+    /// A server that accepts the TCP connection but never answers (frozen, overloaded) counts
+    /// as unreachable after [`CONNECT_TIMEOUT`].
     pub(crate) async fn connect(&self) -> Result<mysql_async::Conn, SourceError> {
-        mysql_async::Conn::new(self.opts.clone())
-            .await
-            .map_err(|e| self.login_error(e))
+        match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(self.opts.clone())).await
+        {
+            Ok(result) => result.map_err(|e| self.login_error(e)),
+            Err(_) => Err(SourceError::Connect {
+                url: self.url.clone(),
+                source: Box::new(mysql_async::Error::Io(mysql_async::IoError::Io(
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                    ),
+                ))),
+            }),
+        }
     }
 
     pub(crate) fn login_error(&self, e: mysql_async::Error) -> SourceError {

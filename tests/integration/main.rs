@@ -4,7 +4,9 @@
 // Large `json!` literals (binlog_types) need more macro recursion than the default.
 #![recursion_limit = "512"]
 
+mod binlog_compressed;
 mod binlog_ddl;
+mod binlog_faults;
 mod binlog_ops;
 mod binlog_purge;
 mod binlog_restart;

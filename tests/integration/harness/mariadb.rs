@@ -65,6 +65,11 @@ impl MariaDb {
         self.port
     }
 
+    /// The server's data directory (binlog files live there).
+    pub fn datadir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// A new root connection.
     pub async fn conn(&self) -> mysql_async::Conn {
         mysql_async::Conn::from_url(self.url())

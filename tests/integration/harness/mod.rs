@@ -55,4 +55,5 @@ pub fn unique_name(prefix: &str) -> String {
 
 pub mod mariadb;
 pub mod memcached;
+pub mod proxy;
 pub mod source;
