@@ -17,6 +17,28 @@ enum Command {
     /// Inspect the checkpoint file.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Embed texts with the sentence-transformers model: one JSON object per text,
+    /// {"text": ..., "vector": [...]}, in input order.
+    Embed(EmbedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EmbedArgs {
+    /// The sentence-transformers model directory (see scripts/fetch-model).
+    #[arg(long, env = "VECSYNC_MODEL", default_value = vecsync::embed::DEFAULT_MODEL_DIR)]
+    model: std::path::PathBuf,
+    /// Read texts from this file, one per line ("-" for standard input).
+    #[arg(long, conflicts_with = "texts")]
+    file: Option<std::path::PathBuf>,
+    /// Print speed figures (sentences/s, peak RSS) as JSON instead of the vectors.
+    #[arg(long)]
+    bench: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "VECSYNC_EMBED_THREADS", default_value_t = 0)]
+    threads: usize,
+    /// Texts to embed.
+    #[arg(required_unless_present = "file")]
+    texts: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +69,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(data) => println!("{}", serde_json::to_string_pretty(&data)?),
                 None => anyhow::bail!("no checkpoint at {}", checkpoint.display()),
             }
+            Ok(())
+        }
+        Command::Embed(args) => {
+            let input = match args.file {
+                Some(path) => vecsync::embed::EmbedInput::File(path),
+                None => vecsync::embed::EmbedInput::Texts(args.texts),
+            };
+            let cmd = vecsync::embed::EmbedCommand {
+                model_dir: args.model,
+                input,
+                bench: args.bench,
+                options: vecsync::embed::EmbedOptions {
+                    threads: args.threads,
+                    ..Default::default()
+                },
+            };
+            vecsync::embed::run_command(&cmd, &mut std::io::stdout().lock())?;
             Ok(())
         }
     }

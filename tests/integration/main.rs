@@ -1,4 +1,5 @@
 //! vecsync's integration tests: one binary, one file per behaviour, real servers started by the
 //! harness (a private mariadbd and memcached per test, the Weaviate test server in-process).
 
+mod embed;
 mod harness;
