@@ -2,3 +2,5 @@
 //! harness (a private mariadbd and memcached per test, the Weaviate test server in-process).
 
 mod harness;
+mod sink;
+mod weaviate_test_server;
