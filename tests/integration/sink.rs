@@ -47,7 +47,9 @@ impl Target {
     /// A real Weaviate from `WEAVIATE_URL`, or `None` (with the reason printed) when unset.
     fn real() -> Option<Target> {
         let Ok(url) = std::env::var("WEAVIATE_URL") else {
-            println!("skipped: WEAVIATE_URL is not set (set it to run this case against a real Weaviate)");
+            println!(
+                "skipped: WEAVIATE_URL is not set (set it to run this case against a real Weaviate)"
+            );
             return None;
         };
         Some(Target {
@@ -85,9 +87,10 @@ impl Target {
 
     /// A raw call, for checking what the sink did without trusting the sink.
     async fn raw(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}/v1/{path}", self.url.trim_end_matches('/')));
+        let mut request = self.http.request(
+            method,
+            format!("{}/v1/{path}", self.url.trim_end_matches('/')),
+        );
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
@@ -144,7 +147,12 @@ macro_rules! both {
     };
 }
 
-fn product(sku: &str, name: Option<&str>, description: Option<&str>, price: Option<&str>) -> Product {
+fn product(
+    sku: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+    price: Option<&str>,
+) -> Product {
     Product {
         sku: sku.into(),
         name: name.map(Into::into),
@@ -165,10 +173,18 @@ fn upsert(sku: &str, vector: Option<Vec<f32>>) -> WriteOp {
 both!(schema_created_then_compatible);
 async fn schema_created_then_compatible(t: &Target) {
     let sink = t.sink();
-    assert_eq!(sink.ensure_schema().await.expect("create"), SchemaStatus::Created);
-    assert_eq!(sink.ensure_schema().await.expect("verify"), SchemaStatus::Compatible);
+    assert_eq!(
+        sink.ensure_schema().await.expect("create"),
+        SchemaStatus::Created
+    );
+    assert_eq!(
+        sink.ensure_schema().await.expect("verify"),
+        SchemaStatus::Compatible
+    );
 
-    let (status, class) = t.raw(reqwest::Method::GET, &format!("schema/{}", t.class), None).await;
+    let (status, class) = t
+        .raw(reqwest::Method::GET, &format!("schema/{}", t.class), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(class["vectorizer"], "none");
     assert_eq!(class["vectorIndexConfig"]["distance"], "cosine");
@@ -229,9 +245,14 @@ async fn incompatible_schema_is_refused_and_kept(t: &Target) {
     assert!(matches!(err, SinkError::IncompatibleSchema { .. }), "{err}");
     assert!(!err.is_transient());
     let text = err.to_string();
-    assert!(text.contains("`price` is `text`, expected `number`"), "{text}");
+    assert!(
+        text.contains("`price` is `text`, expected `number`"),
+        "{text}"
+    );
     // Never deleted: the class is still there, unchanged.
-    let (status, class) = t.raw(reqwest::Method::GET, &format!("schema/{}", t.class), None).await;
+    let (status, class) = t
+        .raw(reqwest::Method::GET, &format!("schema/{}", t.class), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(class["properties"][3]["dataType"], json!(["text"]));
 }
@@ -253,7 +274,11 @@ async fn stored_vectors_of_another_length_are_refused(t: &Target) {
         .ensure_schema()
         .await
         .expect_err("other model");
-    assert!(err.to_string().contains("4-dimension vectors, vecsync writes 384"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("4-dimension vectors, vecsync writes 384"),
+        "{err}"
+    );
 }
 
 // ---- writes ---------------------------------------------------------------------------------
@@ -262,7 +287,12 @@ both!(upsert_writes_the_seeds_object);
 async fn upsert_writes_the_seeds_object(t: &Target) {
     let sink = t.sink();
     sink.ensure_schema().await.expect("schema");
-    let p = product("TS-001", None, Some("A classic crew-neck t-shirt"), Some("19.99"));
+    let p = product(
+        "TS-001",
+        None,
+        Some("A classic crew-neck t-shirt"),
+        Some("19.99"),
+    );
     let vector = vec![0.5, -0.25, 0.125, 1.0];
     let outcomes = sink
         .apply(&[WriteOp::Upsert {
@@ -340,7 +370,12 @@ async fn patch_keeps_the_vector_and_clears_nulls(t: &Target) {
     sink.ensure_schema().await.expect("schema");
     let vector = vec![0.1, 0.2, 0.3, 0.4];
     sink.apply(&[WriteOp::Upsert {
-        product: product("JN-001", Some("Slim Fit Jeans"), Some("stretch denim"), Some("79.50")),
+        product: product(
+            "JN-001",
+            Some("Slim Fit Jeans"),
+            Some("stretch denim"),
+            Some("79.50"),
+        ),
         vector: Some(vector.clone()),
     }])
     .await
@@ -369,7 +404,10 @@ async fn patch_of_a_missing_object_falls_back_to_upsert(t: &Target) {
         .await
         .expect("patch");
     assert_eq!(outcomes, vec![OpOutcome::Missing]);
-    assert!(sink.get("NEW-1").await.expect("get").is_none(), "PATCH created nothing");
+    assert!(
+        sink.get("NEW-1").await.expect("get").is_none(),
+        "PATCH created nothing"
+    );
 
     // What the pipeline does next: embed and upsert.
     let outcomes = sink
@@ -380,7 +418,14 @@ async fn patch_of_a_missing_object_falls_back_to_upsert(t: &Target) {
         .await
         .expect("upsert");
     assert_eq!(outcomes, vec![OpOutcome::Done]);
-    assert_eq!(sink.get("NEW-1").await.expect("get").expect("stored").product, p);
+    assert_eq!(
+        sink.get("NEW-1")
+            .await
+            .expect("get")
+            .expect("stored")
+            .product,
+        p
+    );
 }
 
 both!(deletes_are_idempotent);
@@ -405,9 +450,12 @@ both!(mixed_operations_keep_their_order);
 async fn mixed_operations_keep_their_order(t: &Target) {
     let sink = t.sink();
     sink.ensure_schema().await.expect("schema");
-    sink.apply(&[upsert("P", Some(vec![1.0, 0.0, 0.0, 0.0])), upsert("D", None)])
-        .await
-        .expect("seed");
+    sink.apply(&[
+        upsert("P", Some(vec![1.0, 0.0, 0.0, 0.0])),
+        upsert("D", None),
+    ])
+    .await
+    .expect("seed");
     let ops = [
         WriteOp::Delete { sku: "D".into() },
         upsert("U", None),
@@ -473,7 +521,11 @@ async fn truncate_spans_more_than_one_batch_delete(t: &Target) {
 
     assert_eq!(sink.truncate().await.expect("truncate"), total as u64);
     let (status, listed) = t
-        .raw(reqwest::Method::GET, &format!("objects?class={}&limit=10", t.class), None)
+        .raw(
+            reqwest::Method::GET,
+            &format!("objects?class={}&limit=10", t.class),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(listed["objects"], json!([]));
@@ -482,7 +534,10 @@ async fn truncate_spans_more_than_one_batch_delete(t: &Target) {
         assert_eq!(t.count("DELETE", "/v1/batch/objects"), 3);
     }
     // The class stays.
-    assert_eq!(sink.ensure_schema().await.expect("schema"), SchemaStatus::Compatible);
+    assert_eq!(
+        sink.ensure_schema().await.expect("schema"),
+        SchemaStatus::Compatible
+    );
 }
 
 both!(near_vector_returns_the_nearest_product_first);
@@ -499,7 +554,9 @@ async fn near_vector_returns_the_nearest_product_first(t: &Target) {
         .map(|(sku, v)| upsert(sku, Some(v.clone())))
         .collect();
     sink.apply(&ops).await.expect("write");
-    sink.apply(&[upsert("NO-VECTOR", None)]).await.expect("write");
+    sink.apply(&[upsert("NO-VECTOR", None)])
+        .await
+        .expect("write");
 
     let query = [0.9f32, 0.1, 0.0, 0.0];
     let hits = sink.near_vector(&query, 2).await.expect("search");
@@ -535,13 +592,22 @@ async fn api_key_is_sent_and_required() {
     let requests = t.server().requests();
     assert!(!requests.is_empty());
     for r in &requests {
-        assert_eq!(r.authorization.as_deref(), Some("Bearer s3cret"), "{} {}", r.method, r.path);
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some("Bearer s3cret"),
+            "{} {}",
+            r.method,
+            r.path
+        );
     }
 
     let err = t.sink().ensure_schema().await.expect_err("no key");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
     assert!(!err.is_transient());
-    assert!(err.to_string().contains("anonymous access not enabled"), "{err}");
+    assert!(
+        err.to_string().contains("anonymous access not enabled"),
+        "{err}"
+    );
 
     let mut cfg = t.config();
     cfg.api_key = Some(ApiKey::new("wrong"));
@@ -586,7 +652,13 @@ async fn gives_up_with_a_transient_error_after_the_last_attempt() {
         .expect_err("still failing");
     assert!(err.is_transient(), "{err}");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
-    assert_eq!(t.count("PATCH", &format!("/v1/objects/{}/{}", t.class, product_id("P"))), 4);
+    assert_eq!(
+        t.count(
+            "PATCH",
+            &format!("/v1/objects/{}/{}", t.class, product_id("P"))
+        ),
+        4
+    );
     t.finish().await;
 }
 
@@ -600,7 +672,10 @@ async fn no_retry_on_422() {
         .inject(Fault::status(422).on("POST", "/v1/batch/objects"));
     let err = sink.apply(&[upsert("V", None)]).await.expect_err("422");
     assert!(!err.is_transient());
-    assert!(err.to_string().contains("injected fault"), "carries Weaviate's message: {err}");
+    assert!(
+        err.to_string().contains("injected fault"),
+        "carries Weaviate's message: {err}"
+    );
     assert_eq!(t.count("POST", "/v1/batch/objects"), 1);
 
     // A 422 on one PATCH is that object's rejection, not an error of the call.
@@ -613,8 +688,16 @@ async fn no_retry_on_422() {
         }])
         .await
         .expect("call succeeds");
-    assert!(matches!(&outcomes[0], OpOutcome::Rejected { message } if message.contains("injected fault")));
-    assert_eq!(t.count("PATCH", &format!("/v1/objects/{}/{}", t.class, product_id("V"))), 1);
+    assert!(
+        matches!(&outcomes[0], OpOutcome::Rejected { message } if message.contains("injected fault"))
+    );
+    assert_eq!(
+        t.count(
+            "PATCH",
+            &format!("/v1/objects/{}/{}", t.class, product_id("V"))
+        ),
+        1
+    );
     t.finish().await;
 }
 
@@ -644,7 +727,13 @@ async fn dropped_connections_and_timeouts_are_retried() {
             .expect("retried"),
         vec![OpOutcome::Done]
     );
-    assert_eq!(t.count("DELETE", &format!("/v1/objects/{}/{}", t.class, product_id("DROP"))), 2);
+    assert_eq!(
+        t.count(
+            "DELETE",
+            &format!("/v1/objects/{}/{}", t.class, product_id("DROP"))
+        ),
+        2
+    );
     t.finish().await;
 }
 
@@ -681,7 +770,11 @@ async fn temporary_object_failures_are_retried_and_definite_ones_rejected() {
         .faults()
         .fail_objects([product_id("BAD")], "invalid object: rejected by a test", 1);
     let outcomes = sink
-        .apply(&[upsert("OK", None), upsert("TEMP", None), upsert("BAD", None)])
+        .apply(&[
+            upsert("OK", None),
+            upsert("TEMP", None),
+            upsert("BAD", None),
+        ])
         .await
         .expect("apply");
     assert_eq!(outcomes[0], OpOutcome::Done);

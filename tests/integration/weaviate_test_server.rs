@@ -27,7 +27,9 @@ impl Raw {
 
     /// Status, raw body text and the body as JSON (Null when empty or not JSON).
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, String, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.server.url()));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.server.url()));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -89,10 +91,9 @@ async fn spec_validation_rejects_a_bad_body_like_go_swagger() {
     assert_eq!(status, 400);
     assert_eq!(body["code"], 400);
     assert!(
-        body["message"]
-            .as_str()
-            .expect("message")
-            .starts_with("parsing body body from \"\" failed, because json: cannot unmarshal string"),
+        body["message"].as_str().expect("message").starts_with(
+            "parsing body body from \"\" failed, because json: cannot unmarshal string"
+        ),
         "{body}"
     );
 
@@ -159,7 +160,10 @@ async fn handler_errors_use_weaviates_shape_and_404s_are_empty() {
         )
         .await;
     assert_eq!(status, 422);
-    assert_eq!(body["error"][0]["message"], "invalid update: field 'id' is immutable");
+    assert_eq!(
+        body["error"][0]["message"],
+        "invalid update: field 'id' is immutable"
+    );
 
     let (status, _, body) = raw
         .call(
@@ -177,7 +181,11 @@ async fn handler_errors_use_weaviates_shape_and_404s_are_empty() {
     let (status, text, _) = raw
         .call(Method::DELETE, &format!("/v1/objects/{class}/{ID}"), None)
         .await;
-    assert_eq!((status, text.as_str()), (204, ""), "missing object: still 204");
+    assert_eq!(
+        (status, text.as_str()),
+        (204, ""),
+        "missing object: still 204"
+    );
     let (status, _, body) = raw
         .call(Method::DELETE, &format!("/v1/objects/Nope/{ID}"), None)
         .await;
@@ -210,16 +218,27 @@ async fn batch_answers_200_with_per_object_results_and_auto_schema() {
     assert_eq!(body[0]["result"]["status"], "FAILED");
     assert_eq!(
         body[0]["result"]["errors"]["error"][0]["message"],
-        format!("invalid number property 'price' on class '{class}': requires a float, the given value is '12.5'")
+        format!(
+            "invalid number property 'price' on class '{class}': requires a float, the given value is '12.5'"
+        )
     );
     assert_eq!(body[1]["result"]["status"], "SUCCESS");
     assert!(body[1]["id"].as_str().is_some(), "an id is generated");
 
     let (status, _, body) = raw
-        .call(Method::POST, "/v1/batch/objects", Some(json!({"objects": []})))
+        .call(
+            Method::POST,
+            "/v1/batch/objects",
+            Some(json!({"objects": []})),
+        )
         .await;
     assert_eq!(status, 422);
-    assert!(body["error"][0]["message"].as_str().expect("message").contains("cannot be empty"));
+    assert!(
+        body["error"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("cannot be empty")
+    );
 
     // Auto-schema: a batch for a missing class creates it silently.
     let auto = harness::unique_name("Auto");
@@ -230,8 +249,13 @@ async fn batch_answers_200_with_per_object_results_and_auto_schema() {
             Some(json!({"objects": [{"class": auto, "properties": {"sku": "A", "price": 1.5}}]})),
         )
         .await;
-    assert_eq!((status, body[0]["result"]["status"].as_str()), (200, Some("SUCCESS")));
-    let (status, _, class_json) = raw.call(Method::GET, &format!("/v1/schema/{auto}"), None).await;
+    assert_eq!(
+        (status, body[0]["result"]["status"].as_str()),
+        (200, Some("SUCCESS"))
+    );
+    let (status, _, class_json) = raw
+        .call(Method::GET, &format!("/v1/schema/{auto}"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(class_json["properties"][0]["dataType"], json!(["text"]));
     assert_eq!(class_json["properties"][1]["dataType"], json!(["number"]));
@@ -247,7 +271,11 @@ async fn cursor_listing_walks_every_object_once_in_id_order() {
         .map(|i| json!({"class": class, "properties": {"sku": format!("S{i}")}}))
         .collect();
     let (status, _, _) = raw
-        .call(Method::POST, "/v1/batch/objects", Some(json!({"objects": objects})))
+        .call(
+            Method::POST,
+            "/v1/batch/objects",
+            Some(json!({"objects": objects})),
+        )
         .await;
     assert_eq!(status, 200);
 
@@ -291,9 +319,9 @@ async fn response_validation_catches_a_response_that_breaks_the_spec() {
     raw.assert_no_violations();
 
     // `version` must be a string in Weaviate's Meta definition.
-    raw.server.faults().inject(
-        Fault::rewrite_response(|body| body["version"] = json!(139)).on("GET", "/v1/meta"),
-    );
+    raw.server
+        .faults()
+        .inject(Fault::rewrite_response(|body| body["version"] = json!(139)).on("GET", "/v1/meta"));
     let (status, _, body) = raw.call(Method::GET, "/v1/meta", None).await;
     assert_eq!(status, 500);
     assert!(
@@ -307,15 +335,19 @@ async fn response_validation_catches_a_response_that_breaks_the_spec() {
     assert_eq!(violations.len(), 1, "{violations:?}");
     assert!(violations[0].contains("meta.get 200"), "{violations:?}");
 
-    // A 404 with a body breaks CONTRACT.md.
+    // CONTRACT.md: every 404 has an empty body.
     raw.server.faults().inject(
         Fault::rewrite_response(|body| *body = json!({"error": [{"message": "x"}]}))
             .on("GET", "/v1/schema/"),
     );
     let (status, _, _) = raw.call(Method::GET, "/v1/schema/Missing", None).await;
-    // The handler answered an empty 404, so there was no body to rewrite: nothing to catch.
-    assert_eq!(status, 404);
-    assert_eq!(raw.server.spec_violations().len(), 1);
+    assert_eq!(status, 500);
+    let violations = raw.server.spec_violations();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(
+        violations[1].contains("a 404 must have an empty body"),
+        "{violations:?}"
+    );
 }
 
 #[tokio::test]

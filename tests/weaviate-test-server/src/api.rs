@@ -218,9 +218,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
     };
 
     for rewrite in rewrites {
-        if let Some(body) = reply.body.as_mut() {
-            rewrite(body);
-        }
+        // An empty answer is offered as `null`, so a fault can also add a body.
+        let mut body = reply.body.take().unwrap_or(Value::Null);
+        rewrite(&mut body);
+        reply.body = (!body.is_null()).then_some(body);
     }
 
     let mut problem = operation
