@@ -740,7 +740,7 @@ async fn dropped_connections_and_timeouts_are_retried() {
 #[tokio::test]
 async fn unreachable_weaviate_is_a_transient_error() {
     let port = harness::free_port();
-    let mut cfg = WeaviateConfig::new(format!("http://127.0.0.1:{port}"));
+    let mut cfg = WeaviateConfig::new(format!("http://user:hunter2@127.0.0.1:{port}"));
     cfg.retry = RetryPolicy {
         max_attempts: 2,
         initial_backoff: Duration::from_millis(1),
@@ -753,6 +753,10 @@ async fn unreachable_weaviate_is_a_transient_error() {
         .expect_err("nothing listens");
     assert!(matches!(err, SinkError::Transport { .. }), "{err}");
     assert!(err.is_transient());
+    // Credentials in the URL never reach a message or a log line.
+    let shown = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
 }
 
 #[tokio::test]
