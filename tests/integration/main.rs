@@ -3,3 +3,5 @@
 
 mod dedup;
 mod harness;
+mod sink;
+mod weaviate_test_server;
