@@ -8,40 +8,8 @@ use std::time::Duration;
 use super::retry::RetryPolicy;
 use super::schema::ClassSchema;
 
-/// A Weaviate API key. Its `Debug` and `Display` print `***`, so it cannot end up in a log line
-/// or an error message by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wrap a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
-    }
-
-    /// The key itself, for the `Authorization` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for ApiKey {
-    fn from(key: String) -> Self {
-        ApiKey(key)
-    }
-}
+/// A Weaviate API key: a [`Secret`](crate::secret::Secret), printed as `***`.
+pub type ApiKey = crate::secret::Secret;
 
 /// Weaviate's replication consistency level (`consistency_level=` on object and batch calls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
