@@ -3,5 +3,6 @@
 
 mod dedup;
 mod harness;
+mod mariadb_harness;
 mod sink;
 mod weaviate_test_server;

@@ -53,4 +53,5 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
+pub mod mariadb;
 pub mod memcached;
