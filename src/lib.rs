@@ -12,8 +12,13 @@
 //! replay harmless.
 
 pub mod checkpoint;
+pub mod config;
+pub mod dedup;
 pub mod embed;
 pub mod event;
+pub mod pipeline;
 pub mod position;
+pub mod secret;
 pub mod sink;
 pub mod source;
+pub mod telemetry;

@@ -52,3 +52,6 @@ pub fn free_port() -> u16 {
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
+
+pub mod mariadb;
+pub mod memcached;

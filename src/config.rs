@@ -1,0 +1,436 @@
+//! `vecsync run`'s flags and environment variables, validated into a [`Config`].
+//!
+//! Secrets (the MariaDB password, the Weaviate API key) live in [`Secret`], whose `Debug` and
+//! `Display` print `***`, and URLs are logged through [`redact_url`], so neither reaches a log.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::position::GtidPosition;
+pub use crate::secret::Secret;
+use crate::sink::ConsistencyLevel;
+
+/// `url` with any password replaced by `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// How to start when there is no usable position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotMode {
+    /// Snapshot the table when there is no checkpoint, then stream.
+    #[default]
+    Initial,
+    /// Like initial, and also re-snapshot when the checkpoint's binlog was purged.
+    WhenNeeded,
+    /// Snapshot on every start, then stream from the snapshot's position.
+    Always,
+    /// Never snapshot: with no checkpoint, start at the server's current position.
+    Never,
+}
+
+/// Flags of `vecsync run`. Every flag also reads an environment variable where one is named.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// MariaDB to replicate from, as mysql://user@host:port (add ?require_ssl=true for TLS).
+    #[arg(
+        long,
+        env = "MARIADB_URL",
+        default_value = "mysql://vecsync@localhost:3306"
+    )]
+    pub mariadb_url: String,
+    /// MariaDB password (prefer the environment variable or --mariadb-password-file over the flag).
+    #[arg(long, env = "MARIADB_PASSWORD", hide_env_values = true)]
+    pub mariadb_password: Option<String>,
+    /// File whose first line is the MariaDB password (e.g. a Docker or Kubernetes secret).
+    #[arg(
+        long,
+        env = "MARIADB_PASSWORD_FILE",
+        conflicts_with = "mariadb_password"
+    )]
+    pub mariadb_password_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify MariaDB's TLS certificate with; implies TLS.
+    #[arg(long, env = "MARIADB_SSL_CA")]
+    pub mariadb_ssl_ca: Option<PathBuf>,
+    /// The table to replicate, as db.table.
+    #[arg(long, env = "VECSYNC_TABLE", default_value = "catalog.products")]
+    pub table: String,
+    /// Replica server id vecsync uses on the binlog connection; unique among the server's replicas.
+    #[arg(long, env = "VECSYNC_SERVER_ID", default_value_t = 184054)]
+    pub server_id: u32,
+
+    /// Weaviate's REST endpoint.
+    #[arg(long, env = "WEAVIATE_URL", default_value = "http://localhost:8080")]
+    pub weaviate_url: String,
+    /// Weaviate API key, sent as Authorization: Bearer.
+    #[arg(long, env = "WEAVIATE_API_KEY", hide_env_values = true)]
+    pub weaviate_api_key: Option<String>,
+    /// Weaviate class the products are written to.
+    #[arg(long, env = "VECSYNC_CLASS", default_value = "Product")]
+    pub class: String,
+    /// Weaviate consistency level for writes on a replicated cluster (ONE, QUORUM, ALL).
+    #[arg(long, env = "WEAVIATE_CONSISTENCY_LEVEL")]
+    pub consistency_level: Option<ConsistencyLevel>,
+
+    /// Memcached host:port for the embedding cache; "none" turns the cache off.
+    #[arg(long, env = "MEMCACHED_SERVER", default_value = "localhost:11211")]
+    pub memcached: String,
+    /// How long a cached embedding lives, in seconds.
+    #[arg(long, env = "VECSYNC_CACHE_TTL_SECS", default_value_t = 2)]
+    pub cache_ttl_secs: u64,
+
+    /// Sentence-transformers model directory (scripts/fetch-model puts it in models/).
+    #[arg(long, env = "VECSYNC_MODEL", default_value = "models/all-MiniLM-L6-v2")]
+    pub model: PathBuf,
+
+    /// Checkpoint file: the GTID position of the last transaction Weaviate confirmed.
+    #[arg(long, env = "VECSYNC_CHECKPOINT", default_value = "vecsync.checkpoint")]
+    pub checkpoint: PathBuf,
+    /// Start streaming right after this MariaDB GTID position (e.g. 0-223344-17), ignoring the checkpoint.
+    #[arg(long, env = "VECSYNC_GTID")]
+    pub gtid: Option<GtidPosition>,
+    /// When to read the whole table first: initial, when-needed, always or never.
+    #[arg(long, env = "VECSYNC_SNAPSHOT", value_enum, default_value_t = SnapshotMode::Initial)]
+    pub snapshot: SnapshotMode,
+
+    /// Also write every change event as a Debezium-envelope JSON line to this file ("-" = stdout).
+    #[arg(long, env = "VECSYNC_EMIT_EVENTS")]
+    pub emit_events: Option<String>,
+    /// File where events Weaviate rejects for good are kept (JSON lines with the event and the error).
+    #[arg(
+        long,
+        env = "VECSYNC_DEAD_LETTER",
+        default_value = "vecsync.deadletter.jsonl"
+    )]
+    pub dead_letter: PathBuf,
+
+    /// Address for Prometheus /metrics, /healthz and /readyz.
+    #[arg(long, env = "VECSYNC_METRICS_ADDR", default_value = "127.0.0.1:9187")]
+    pub metrics_addr: SocketAddr,
+
+    /// Most change events per batch (one model call and one Weaviate batch each).
+    #[arg(long, env = "VECSYNC_BATCH_SIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// How long a batch waits for more events after its first one, in milliseconds.
+    #[arg(long, env = "VECSYNC_BATCH_WAIT_MS", default_value_t = 10)]
+    pub batch_wait_ms: u64,
+    /// On SIGTERM/SIGINT, how long to finish the in-flight batch before exiting anyway, in seconds.
+    #[arg(long, env = "VECSYNC_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--table must be db.table, got {0:?}")]
+    Table(String),
+    #[error("cannot read the MariaDB password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--mariadb-url {url} is not a mysql:// URL: {reason}")]
+    MariadbUrl { url: String, reason: String },
+    #[error("--weaviate-url {0:?} must start with http:// or https://")]
+    WeaviateUrl(String),
+    #[error(
+        "--class {0:?} is not a Weaviate class name (a capital letter, then letters, digits or _)"
+    )]
+    Class(String),
+}
+
+/// A `db.table` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    pub db: String,
+    pub table: String,
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.db, self.table)
+    }
+}
+
+impl std::str::FromStr for TableRef {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('.') {
+            Some((db, table)) if !db.is_empty() && !table.is_empty() && !table.contains('.') => {
+                Ok(TableRef {
+                    db: db.to_owned(),
+                    table: table.to_owned(),
+                })
+            }
+            _ => Err(ConfigError::Table(s.to_owned())),
+        }
+    }
+}
+
+/// Everything `vecsync run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The MariaDB URL without password; see `mariadb_password`.
+    pub mariadb_url: String,
+    pub mariadb_password: Option<Secret>,
+    pub mariadb_ssl_ca: Option<PathBuf>,
+    pub table: TableRef,
+    pub server_id: u32,
+    pub weaviate_url: String,
+    pub weaviate_api_key: Option<Secret>,
+    pub class: String,
+    pub consistency_level: Option<ConsistencyLevel>,
+    pub memcached: Option<String>,
+    pub cache_ttl: Duration,
+    pub model: PathBuf,
+    pub checkpoint: PathBuf,
+    pub gtid: Option<GtidPosition>,
+    pub snapshot: SnapshotMode,
+    pub emit_events: Option<String>,
+    pub dead_letter: PathBuf,
+    pub metrics_addr: SocketAddr,
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl RunArgs {
+    /// Validate the flags. The password comes from the flag/environment, else the file, else
+    /// from the URL itself (which is then stripped of it).
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let table: TableRef = self.table.parse()?;
+        let (mariadb_url, url_password) = split_password(&self.mariadb_url)?;
+        let mariadb_password = match (self.mariadb_password, self.mariadb_password_file) {
+            (Some(p), _) => Some(Secret::new(p)),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::PasswordFile { path, source })?;
+                Some(Secret::new(text.lines().next().unwrap_or_default()))
+            }
+            (None, None) => url_password,
+        };
+        if !(self.weaviate_url.starts_with("http://") || self.weaviate_url.starts_with("https://"))
+        {
+            return Err(ConfigError::WeaviateUrl(self.weaviate_url));
+        }
+        let class_ok = self
+            .class
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase())
+            && self
+                .class
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !class_ok {
+            return Err(ConfigError::Class(self.class));
+        }
+        let memcached = match self.memcached.trim() {
+            "" | "none" => None,
+            s => Some(s.to_owned()),
+        };
+        Ok(Config {
+            mariadb_url,
+            mariadb_password,
+            mariadb_ssl_ca: self.mariadb_ssl_ca,
+            table,
+            server_id: self.server_id,
+            weaviate_url: self.weaviate_url.trim_end_matches('/').to_owned(),
+            weaviate_api_key: self
+                .weaviate_api_key
+                .filter(|k| !k.is_empty())
+                .map(Secret::new),
+            class: self.class,
+            consistency_level: self.consistency_level,
+            memcached,
+            cache_ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
+            model: self.model,
+            checkpoint: self.checkpoint,
+            gtid: self.gtid,
+            snapshot: self.snapshot,
+            emit_events: self.emit_events,
+            dead_letter: self.dead_letter,
+            metrics_addr: self.metrics_addr,
+            batch_size: self.batch_size as usize,
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        })
+    }
+}
+
+/// Split `mysql://user:pass@host` into the URL without the password and the password.
+fn split_password(url: &str) -> Result<(String, Option<Secret>), ConfigError> {
+    let bad = |reason: &str| ConfigError::MariadbUrl {
+        url: redact_url(url),
+        reason: reason.to_owned(),
+    };
+    let Some(rest) = url.strip_prefix("mysql://") else {
+        return Err(bad("it must start with mysql://"));
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return Ok((url.to_owned(), None));
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    match userinfo.split_once(':') {
+        Some((user, password)) => Ok((
+            format!("mysql://{user}@{host}{tail}"),
+            Some(Secret::new(percent_decode(password))),
+        )),
+        None => Ok((url.to_owned(), None)),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut full = vec!["vecsync"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full)
+            .expect("flags parse")
+            .run
+            .into_config()
+            .expect("valid config")
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        let cfg = parse(&[
+            "--mariadb-url",
+            "mysql://u:hunter2@db:3306/x",
+            "--weaviate-api-key",
+            "k3y",
+        ]);
+        let debug = format!("{cfg:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("k3y"),
+            "{debug}"
+        );
+        assert_eq!(cfg.mariadb_url, "mysql://u@db:3306/x");
+        assert_eq!(
+            cfg.mariadb_password.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+    }
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("mysql://u:p%40ss@h:1/db?x=1"),
+            "mysql://u:***@h:1/db?x=1"
+        );
+        assert_eq!(redact_url("mysql://u@h:1"), "mysql://u@h:1");
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+    }
+
+    #[test]
+    fn password_sources_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\nignored\n").expect("write");
+        let f = file.to_str().expect("utf8 path");
+        let cfg = parse(&[
+            "--mariadb-url",
+            "mysql://u:in%40url@h",
+            "--mariadb-password-file",
+            f,
+        ]);
+        assert_eq!(
+            cfg.mariadb_password.as_ref().map(Secret::expose),
+            Some("from-file")
+        );
+        let cfg = parse(&["--mariadb-url", "mysql://u:in%40url@h"]);
+        assert_eq!(
+            cfg.mariadb_password.as_ref().map(Secret::expose),
+            Some("in@url")
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let cfg = parse(&[]);
+        assert_eq!(cfg.table.to_string(), "catalog.products");
+        assert_eq!(cfg.server_id, 184054);
+        assert_eq!(cfg.weaviate_url, "http://localhost:8080");
+        assert_eq!(cfg.class, "Product");
+        assert_eq!(cfg.memcached.as_deref(), Some("localhost:11211"));
+        assert_eq!(cfg.cache_ttl, Duration::from_secs(2));
+        assert_eq!(cfg.snapshot, SnapshotMode::Initial);
+        assert_eq!(cfg.metrics_addr.to_string(), "127.0.0.1:9187");
+        assert!(parse(&["--memcached", "none"]).memcached.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_values_with_the_flag_named() {
+        let bad = |args: &[&str]| {
+            let mut full = vec!["vecsync"];
+            full.extend_from_slice(args);
+            Cli::try_parse_from(full)
+                .expect("parse")
+                .run
+                .into_config()
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert!(bad(&["--table", "products"]).contains("--table"));
+        assert!(bad(&["--mariadb-url", "postgres://x"]).contains("mysql://"));
+        assert!(bad(&["--weaviate-url", "localhost:8080"]).contains("--weaviate-url"));
+        assert!(bad(&["--class", "product"]).contains("--class"));
+        let gtid = Cli::try_parse_from(["vecsync", "--gtid", "zero"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(gtid.is_some_and(|e| e.contains("invalid MariaDB GTID")));
+    }
+}

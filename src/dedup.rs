@@ -1,0 +1,280 @@
+//! The Memcached embedding cache that deduplicates update bursts, as the seed designed it.
+//!
+//! Key `embedding:{sku}:{sha256 hex of the description}`, value the vector as a JSON array of
+//! floats (the seed's format, so a Python consumer and vecsync can share one cache during a
+//! migration), TTL `--cache-ttl-secs`. A hit skips the model.
+//!
+//! # Error handling
+//! The cache is an optimisation, never a dependency: every Memcached failure is logged, counted
+//! (`vecsync_embedding_cache_errors_total`) and answered as a miss, and the cache then stays off
+//! for a cool-down before it reconnects. Calls are short (sub-second socket timeouts) and
+//! blocking, so the pipeline runs them on tokio's blocking pool, never on the async threads.
+//!
+//! The `memcache` crate speaks the ASCII protocol here (`?protocol=ascii`): memcached deprecated
+//! the binary one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Memcached keys must be at most 250 bytes with no whitespace or control characters.
+const MAX_KEY_LEN: usize = 250;
+
+/// How the cache reaches Memcached.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// `host:port`; `None` disables the cache.
+    pub server: Option<String>,
+    /// How long an entry lives (the seed used 2 seconds).
+    pub ttl: Duration,
+    /// Connect, read and write timeout of one call.
+    pub timeout: Duration,
+    /// How long the cache stays off after a failure before it reconnects.
+    pub retry_after: Duration,
+}
+
+impl CacheConfig {
+    /// A configuration with the seed's TTL and short timeouts.
+    pub fn new(server: Option<String>) -> Self {
+        Self {
+            server,
+            ttl: Duration::from_secs(2),
+            timeout: Duration::from_millis(250),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a cache call failed (only ever logged and counted).
+#[derive(Debug, thiserror::Error)]
+enum CacheError {
+    #[error("memcached at {server}: {source}")]
+    Memcache {
+        server: String,
+        source: memcache::MemcacheError,
+    },
+}
+
+enum State {
+    Disabled,
+    Idle,
+    Connected(memcache::Client),
+    Down { until: Instant },
+}
+
+/// A Memcached-backed cache of embeddings; cheap to share behind an `Arc`.
+pub struct EmbeddingCache {
+    config: CacheConfig,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for EmbeddingCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingCache")
+            .field("server", &self.config.server)
+            .field("ttl", &self.config.ttl)
+            .finish()
+    }
+}
+
+/// The seed's cache key for a product's description.
+///
+/// SKUs that would make an invalid Memcached key (whitespace, control characters, too long) are
+/// replaced by their own sha256, so such products are still cached instead of failing.
+pub fn cache_key(sku: &str, description: &str) -> String {
+    let text_hash = hex(&Sha256::digest(description.as_bytes()));
+    let key = format!("embedding:{sku}:{text_hash}");
+    let valid =
+        key.len() <= MAX_KEY_LEN && !key.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        key
+    } else {
+        format!(
+            "embedding:sha256-{}:{text_hash}",
+            hex(&Sha256::digest(sku.as_bytes()))
+        )
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+impl EmbeddingCache {
+    /// A cache for `config`; it connects on first use, so a Memcached that is down at start-up
+    /// does not delay vecsync.
+    pub fn new(config: CacheConfig) -> Self {
+        let state = if config.server.is_some() {
+            State::Idle
+        } else {
+            State::Disabled
+        };
+        Self {
+            config,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Whether a server is configured at all.
+    pub fn is_enabled(&self) -> bool {
+        self.config.server.is_some()
+    }
+
+    /// Look up many keys at once; returns the vectors found with exactly `dimension` floats.
+    /// Blocking. Failures count as misses.
+    pub fn get_many(&self, keys: &[&str], dimension: usize) -> HashMap<String, Vec<f32>> {
+        if keys.is_empty() {
+            return HashMap::new();
+        }
+        let Some(client) = self.client() else {
+            return HashMap::new();
+        };
+        match client.gets::<String>(keys) {
+            Ok(found) => found
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let vector = serde_json::from_str::<Vec<f32>>(&v).ok()?;
+                    (vector.len() == dimension).then_some((k, vector))
+                })
+                .collect(),
+            Err(e) => {
+                self.failed(e);
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Store vectors under their keys with the configured TTL. Blocking; failures are counted
+    /// and otherwise ignored.
+    pub fn set_many(&self, entries: &[(&str, &[f32])]) {
+        if entries.is_empty() {
+            return;
+        }
+        let Some(client) = self.client() else {
+            return;
+        };
+        let ttl = u32::try_from(self.config.ttl.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        for (key, vector) in entries {
+            let value = match serde_json::to_string(vector) {
+                Ok(v) => v,
+                Err(_) => continue, // NaN cannot be written as JSON; such a vector is not cached
+            };
+            if let Err(e) = client.set(key, value.as_str(), ttl) {
+                self.failed(e);
+                return;
+            }
+        }
+    }
+
+    /// The connected client, connecting when idle or when the cool-down is over.
+    fn client(&self) -> Option<memcache::Client> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            State::Disabled => return None,
+            State::Connected(c) => return Some(c.clone()),
+            State::Down { until } if Instant::now() < *until => return None,
+            State::Down { .. } | State::Idle => {}
+        }
+        let server = self.config.server.as_deref()?;
+        let url = format!("memcache://{server}?protocol=ascii");
+        let built = memcache::Client::builder()
+            .add_server(url)
+            .and_then(|b| {
+                b.with_connection_timeout(self.config.timeout)
+                    .with_read_timeout(self.config.timeout)
+                    .with_write_timeout(self.config.timeout)
+                    .build()
+            })
+            // r2d2 connects lazily on some paths: prove the server answers before trusting it.
+            .and_then(|c| c.version().map(|_| c));
+        match built {
+            Ok(c) => {
+                if matches!(*state, State::Down { .. }) {
+                    tracing::info!(server, "memcached is back; embedding cache on again");
+                }
+                *state = State::Connected(c.clone());
+                Some(c)
+            }
+            Err(source) => {
+                let error = CacheError::Memcache {
+                    server: server.to_owned(),
+                    source,
+                };
+                self.go_down(&mut state, &error);
+                None
+            }
+        }
+    }
+
+    fn failed(&self, source: memcache::MemcacheError) {
+        let error = CacheError::Memcache {
+            server: self.config.server.clone().unwrap_or_default(),
+            source,
+        };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.go_down(&mut state, &error);
+    }
+
+    fn go_down(&self, state: &mut State, error: &CacheError) {
+        metrics::counter!(crate::telemetry::CACHE_ERRORS_TOTAL).increment(1);
+        let was_up = !matches!(*state, State::Down { .. });
+        *state = State::Down {
+            until: Instant::now() + self.config.retry_after,
+        };
+        if was_up {
+            tracing::warn!(
+                %error,
+                retry_after_secs = self.config.retry_after.as_secs_f64(),
+                "embedding cache unavailable; embedding without it until memcached answers again"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_the_seeds_format() {
+        // sha256("hello") is a well-known value.
+        assert_eq!(
+            cache_key("TS-001", "hello"),
+            "embedding:TS-001:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+    }
+
+    #[test]
+    fn invalid_memcached_keys_are_hashed() {
+        for sku in ["has space", "tab\there", &"x".repeat(200)] {
+            let key = cache_key(sku, "d");
+            assert!(key.len() <= MAX_KEY_LEN, "{key}");
+            assert!(
+                !key.chars().any(|c| c.is_whitespace() || c.is_control()),
+                "{key}"
+            );
+            assert!(key.starts_with("embedding:sha256-"), "{key}");
+            // Still specific to the product and to the text.
+            assert_ne!(key, cache_key("other", "d"));
+            assert_ne!(key, cache_key(sku, "e"));
+        }
+    }
+
+    #[test]
+    fn disabled_cache_misses_without_errors() {
+        let cache = EmbeddingCache::new(CacheConfig::new(None));
+        assert!(!cache.is_enabled());
+        assert!(cache.get_many(&["k"], 3).is_empty());
+        cache.set_many(&[("k", &[1.0, 2.0, 3.0])]);
+    }
+}
