@@ -1,9 +1,17 @@
 //! vecsync's integration tests: one binary, one file per behaviour, real servers started by the
 //! harness (a private mariadbd and memcached per test, the Weaviate test server in-process).
 
+// Large `json!` literals (binlog_types) need more macro recursion than the default.
+#![recursion_limit = "512"]
+
+mod binlog_ddl;
+mod binlog_ops;
+mod binlog_restart;
+mod binlog_types;
 mod dedup;
 mod embed;
 mod harness;
 mod mariadb_harness;
 mod sink;
+mod snapshot;
 mod weaviate_test_server;

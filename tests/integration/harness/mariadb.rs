@@ -37,7 +37,10 @@ impl MariaDb {
             .prefix("vecsync-mariadb-")
             .tempdir()
             .expect("create a temporary directory for mariadbd");
-        install_db(&dir.path().join("data"));
+        // A private tmpdir: mariadbd deletes other servers' `#sql*` files from a shared one at
+        // startup, which breaks a concurrent mariadb-install-db.
+        std::fs::create_dir(dir.path().join("tmp")).expect("create tmpdir");
+        install_db(&dir.path().join("data"), &dir.path().join("tmp"));
         let mut server = Self {
             dir,
             port: 0,
@@ -210,6 +213,7 @@ impl MariaDb {
             format!("socket={}", dir.join("mysqld.sock").display()),
             format!("pid-file={}", dir.join("mysqld.pid").display()),
             format!("log-error={}", dir.join("error.log").display()),
+            format!("tmpdir={}", dir.join("tmp").display()),
             "innodb_buffer_pool_size=16M".to_owned(),
             "innodb_log_file_size=4M".to_owned(),
             "skip-name-resolve".to_owned(),
@@ -237,10 +241,11 @@ impl Drop for MariaDb {
 }
 
 /// Create an empty datadir (about 0.6 s).
-fn install_db(datadir: &Path) {
+fn install_db(datadir: &Path, tmpdir: &Path) {
     let mut cmd = Command::new(binary("mariadb-install-db"));
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--tmpdir={}", tmpdir.display()))
         .args([
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
