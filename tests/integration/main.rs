@@ -4,6 +4,7 @@
 // Large `json!` literals (binlog_types) need more macro recursion than the default.
 #![recursion_limit = "512"]
 
+mod binary;
 mod binlog_ddl;
 mod binlog_ops;
 mod binlog_restart;
@@ -12,6 +13,7 @@ mod dedup;
 mod embed;
 mod harness;
 mod mariadb_harness;
+mod pipeline;
 mod sink;
 mod snapshot;
 mod weaviate_test_server;

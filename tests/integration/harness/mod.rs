@@ -56,3 +56,4 @@ pub fn unique_name(prefix: &str) -> String {
 pub mod mariadb;
 pub mod memcached;
 pub mod source;
+pub mod stack;
