@@ -10,33 +10,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::position::GtidPosition;
-
-/// A value that must never be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
+use crate::sink::ConsistencyLevel;
 
 /// `url` with any password replaced by `***`, for logs and error messages.
 pub fn redact_url(url: &str) -> String {
@@ -71,15 +46,6 @@ pub enum SnapshotMode {
     Never,
 }
 
-/// Weaviate read/write consistency for replicated clusters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "UPPER")]
-pub enum Consistency {
-    One,
-    Quorum,
-    All,
-}
-
 /// Flags of `vecsync run`. Every flag also reads an environment variable where one is named.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -100,6 +66,9 @@ pub struct RunArgs {
         conflicts_with = "mariadb_password"
     )]
     pub mariadb_password_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify MariaDB's TLS certificate with; implies TLS.
+    #[arg(long, env = "MARIADB_SSL_CA")]
+    pub mariadb_ssl_ca: Option<PathBuf>,
     /// The table to replicate, as db.table.
     #[arg(long, env = "VECSYNC_TABLE", default_value = "catalog.products")]
     pub table: String,
@@ -117,8 +86,8 @@ pub struct RunArgs {
     #[arg(long, env = "VECSYNC_CLASS", default_value = "Product")]
     pub class: String,
     /// Weaviate consistency level for writes on a replicated cluster (ONE, QUORUM, ALL).
-    #[arg(long, env = "WEAVIATE_CONSISTENCY_LEVEL", value_enum)]
-    pub consistency_level: Option<Consistency>,
+    #[arg(long, env = "WEAVIATE_CONSISTENCY_LEVEL")]
+    pub consistency_level: Option<ConsistencyLevel>,
 
     /// Memcached host:port for the embedding cache; "none" turns the cache off.
     #[arg(long, env = "MEMCACHED_SERVER", default_value = "localhost:11211")]
@@ -128,7 +97,7 @@ pub struct RunArgs {
     pub cache_ttl_secs: u64,
 
     /// Sentence-transformers model directory (scripts/fetch-model puts it in models/).
-    #[arg(long, env = "VECSYNC_MODEL", default_value = "models/all-MiniLM-L6-v2")]
+    #[arg(long, env = "VECSYNC_MODEL", default_value = crate::embed::DEFAULT_MODEL_DIR)]
     pub model: PathBuf,
 
     /// Checkpoint file: the GTID position of the last transaction Weaviate confirmed.
@@ -221,12 +190,13 @@ pub struct Config {
     /// The MariaDB URL without password; see `mariadb_password`.
     pub mariadb_url: String,
     pub mariadb_password: Option<Secret>,
+    pub mariadb_ssl_ca: Option<PathBuf>,
     pub table: TableRef,
     pub server_id: u32,
     pub weaviate_url: String,
     pub weaviate_api_key: Option<Secret>,
     pub class: String,
-    pub consistency_level: Option<Consistency>,
+    pub consistency_level: Option<ConsistencyLevel>,
     pub memcached: Option<String>,
     pub cache_ttl: Duration,
     pub model: PathBuf,
@@ -279,6 +249,7 @@ impl RunArgs {
         Ok(Config {
             mariadb_url,
             mariadb_password,
+            mariadb_ssl_ca: self.mariadb_ssl_ca,
             table,
             server_id: self.server_id,
             weaviate_url: self.weaviate_url.trim_end_matches('/').to_owned(),
@@ -375,7 +346,7 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
-        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
         let cfg = parse(&[
             "--mariadb-url",
             "mysql://u:hunter2@db:3306/x",

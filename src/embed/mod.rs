@@ -1,1 +1,99 @@
-//! Sentence embeddings with tract (issue 3).
+//! Sentence embeddings in-process: the same vectors as sentence-transformers all-MiniLM-L6-v2.
+//!
+//! A sentence-transformers model directory (as published, see [`model_dir`]) is read once by
+//! [`Embedder::load`]: the WordPiece tokenizer from `tokenizer.json` with sentence-transformers'
+//! own truncation limit, and a tract plan for the transformer, either from `onnx/model.onnx`
+//! or built in Rust from `model.safetensors` + `config.json` ([`bert`]). Texts are embedded in
+//! batches of similar length ([`batching`]) by worker threads that share the one compiled plan,
+//! then mean-pooled over the attention mask and L2-normalised ([`pooling`]).
+//!
+//! # Error handling
+//! Every [`EmbedError`] is definite: a missing or malformed model file, or a failure inside
+//! the inference engine. Retrying the same call gives the same error, so callers stop and show
+//! the message, which says what to fix.
+
+pub mod batching;
+pub mod bert;
+pub mod command;
+mod embedder;
+pub mod model_dir;
+pub mod pooling;
+mod runtime;
+pub mod tokenize;
+
+use std::path::PathBuf;
+
+pub use command::{EmbedCommand, EmbedCommandError, EmbedInput, run_command};
+pub use embedder::{EmbedOptions, Embedder};
+pub use model_dir::ModelDir;
+
+/// The model directory used when nothing else is configured, relative to the working directory.
+pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+
+/// What the operator should do when the model files are not there.
+pub const FETCH_HINT: &str = "run scripts/fetch-model to download all-MiniLM-L6-v2 into \
+     models/all-MiniLM-L6-v2, or point --model / VECSYNC_MODEL at a sentence-transformers model directory";
+
+/// Why a model could not be loaded or a text could not be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// A file the model directory must contain is not there.
+    #[error("model file {} is missing; {FETCH_HINT}", path.display())]
+    MissingFile {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+    /// A model file exists but could not be read.
+    #[error("cannot read model file {}", path.display())]
+    Io {
+        /// The file being read.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration file is malformed or asks for something vecsync does not implement.
+    #[error("model configuration {}: {reason}", path.display())]
+    BadConfig {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `tokenizer.json` could not be loaded, or a text could not be tokenized.
+    #[error("tokenizer: {reason}")]
+    Tokenizer {
+        /// The tokenizer's own message.
+        reason: String,
+    },
+    /// The weights in `model.safetensors` are missing a tensor or have the wrong shape or type.
+    #[error("model weights {}: {reason}", path.display())]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// tract could not type or optimise the model graph.
+    #[error("cannot prepare the model graph ({source_desc}): {reason}")]
+    Graph {
+        /// Where the graph came from (an ONNX file, or built from safetensors).
+        source_desc: String,
+        /// tract's message, with its context chain.
+        reason: String,
+    },
+    /// Running the model failed.
+    #[error("inference failed on a batch of {batch} texts of {seq_len} tokens: {reason}")]
+    Inference {
+        /// Texts in the failed batch.
+        batch: usize,
+        /// Padded sequence length of the batch.
+        seq_len: usize,
+        /// tract's message, with its context chain.
+        reason: String,
+    },
+    /// A bug in vecsync (a worker thread panicked, a text got no vector), reported as an error
+    /// rather than a crash.
+    #[error("internal error in the embedder (a bug, please report it): {0}")]
+    Internal(String),
+}

@@ -252,11 +252,7 @@ pub fn product_of(sku: String, row: &Row) -> Product {
 fn price_of(v: &serde_json::Value) -> Option<serde_json::Number> {
     match v {
         serde_json::Value::Number(n) => Some(n.clone()),
-        serde_json::Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64),
+        serde_json::Value::String(s) => crate::sink::decimal_to_json_number(s).ok(),
         _ => None,
     }
 }

@@ -1,10 +1,43 @@
-//! Where change events end up: Weaviate (issue 4).
+//! Where change events end up: the seed's Weaviate class `Product`, written through Weaviate's REST
+//! API so that whatever searched the Python pipeline's index keeps working.
+//!
+//! The work lives in files named after what they do:
+//!
+//! - [`weaviate`]: [`WeaviateSink`], the client the pipeline calls (`ensure_schema`, `apply`,
+//!   `truncate`, `get`, `near_vector`);
+//! - [`config`]: [`WeaviateConfig`], the redacting [`ApiKey`] and [`ConsistencyLevel`];
+//! - [`schema`]: the class definition shipped in `schema/product.json` and the compatibility check
+//!   run against a class that already exists;
+//! - [`product`]: the object written for a product ([`Product`], [`WriteOp`], [`OpOutcome`]) and
+//!   the exact DECIMAL-to-JSON-number conversion of the price;
+//! - [`ids`]: the deterministic object id the seed's Python client used;
+//! - [`retry`]: capped exponential backoff with jitter;
+//! - [`search`]: the one place that speaks GraphQL `nearVector` (deprecated by Weaviate, so it
+//!   stays isolated and can move to the newer search API);
+//! - [`error`]: [`SinkError`], split into transient and definite failures.
+//!
+//! # Error handling
+//! Every call returns [`SinkError`]. [`SinkError::is_transient`] tells the pipeline whether to
+//! keep the database position and retry (Weaviate down, timeouts, 429, 5xx) or to stop with the
+//! error's message (bad API key, incompatible class). A single object Weaviate rejects for good is
+//! not an error of the call: it comes back as [`OpOutcome::Rejected`] with Weaviate's message.
 
-/// The Weaviate properties of a product (placeholder until the sink lands; same shape).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Product {
-    pub sku: String,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub price: Option<serde_json::Number>,
-}
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod product;
+pub mod retry;
+pub mod schema;
+pub mod search;
+pub mod weaviate;
+
+pub use config::{ApiKey, ConsistencyLevel, WeaviateConfig};
+pub use error::SinkError;
+pub use ids::{ID_PREFIX, product_id};
+pub use product::{
+    DecimalError, OpOutcome, Product, StoredProduct, WriteOp, decimal_to_json_number,
+};
+pub use retry::RetryPolicy;
+pub use schema::{ClassSchema, SchemaStatus};
+pub use search::SearchHit;
+pub use weaviate::WeaviateSink;

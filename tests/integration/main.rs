@@ -4,6 +4,7 @@
 // Large `json!` literals (binlog_types) need more macro recursion than the default.
 #![recursion_limit = "512"]
 
+mod binary;
 mod binlog_compressed;
 mod binlog_ddl;
 mod binlog_faults;
@@ -12,7 +13,11 @@ mod binlog_purge;
 mod binlog_restart;
 mod binlog_types;
 mod dedup;
+mod embed;
 mod harness;
 mod mariadb_harness;
+mod pipeline;
 mod preflight;
+mod sink;
 mod snapshot;
+mod weaviate_test_server;

@@ -57,3 +57,4 @@ pub mod mariadb;
 pub mod memcached;
 pub mod proxy;
 pub mod source;
+pub mod stack;

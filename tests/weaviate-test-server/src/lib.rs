@@ -1,1 +1,229 @@
-//! A Weaviate-compatible in-memory HTTP server for vecsync's tests (see issue 4).
+//! A Weaviate-compatible in-memory HTTP server for vecsync's tests (issue 4). Never shipped: it
+//! is a dev-dependency only.
+//!
+//! No Weaviate can run where vecsync is built and tested, so the sink's tests need a stand-in,
+//! and the stand-in must not teach the sink Weaviate's quirks wrongly. Two things keep it honest:
+//!
+//! 1. behaviour copied from Weaviate's handlers and use cases (see `CONTRACT.md`): batch writes
+//!    always answer 200 with a per-object result, `PUT` is a replace that 404s for a missing
+//!    object, `PATCH` keeps the stored vector, `DELETE` answers 204 for a missing object, every
+//!    404 has an empty body, auto-schema creates missing classes, `string` becomes `text`, batch
+//!    deletes stop at `QUERY_MAXIMUM_RESULTS`;
+//! 2. Weaviate's own OpenAPI spec, embedded: every request body is checked as go-swagger checks
+//!    it (with the real status and error shape when it fails), and every response is checked
+//!    against the declared schema. A response that breaks the spec is recorded
+//!    ([`TestServer::spec_violations`]) and replaced by a 500, so drift cannot pass silently.
+//!
+//! Tests can inject faults ([`Faults`]) and read every request received
+//! ([`TestServer::requests`]).
+
+mod api;
+mod classes;
+mod faults;
+mod filter;
+mod graphql;
+mod spec;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub use faults::{Fault, Faults};
+
+/// Server settings, named after the Weaviate environment variables they mirror.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `AUTHENTICATION_APIKEY_ALLOWED_KEYS`. When not empty, anonymous access is off and every
+    /// request but `/.well-known/*` needs `Authorization: Bearer <one of these>`.
+    pub api_keys: Vec<String>,
+    /// `QUERY_MAXIMUM_RESULTS`: the most objects one batch delete removes (and the largest
+    /// listing window).
+    pub query_maximum_results: usize,
+    /// `QUERY_DEFAULTS_LIMIT`: objects listed when no limit is given.
+    pub query_defaults_limit: usize,
+    /// `AUTOSCHEMA_ENABLED`.
+    pub auto_schema: bool,
+    /// `DEFAULT_VECTORIZER_MODULE` (the seed's compose file sets `none`).
+    pub default_vectorizer: String,
+    /// What `/v1/meta` reports.
+    pub version: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_keys: Vec::new(),
+            query_maximum_results: 10_000,
+            query_defaults_limit: 10,
+            auto_schema: true,
+            default_vectorizer: "none".into(),
+            version: "1.39.0".into(),
+        }
+    }
+}
+
+/// One request as the server received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path without the query string, e.g. `/v1/batch/objects`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// The `Authorization` header, verbatim.
+    pub authorization: Option<String>,
+    /// The JSON body, when there was one.
+    pub body: Option<Value>,
+}
+
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub store: Mutex<api::Store>,
+    pub faults: Faults,
+    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub violations: Mutex<Vec<String>>,
+    pub ready: AtomicBool,
+}
+
+/// A running server on `127.0.0.1`. Stops when dropped.
+pub struct TestServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Start with Weaviate's defaults on a free port.
+    pub async fn start() -> std::io::Result<TestServer> {
+        TestServer::start_with(ServerConfig::default(), 0).await
+    }
+
+    /// Start with these settings on `port` (0: a free one).
+    pub async fn start_with(config: ServerConfig, port: u16) -> std::io::Result<TestServer> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            store: Mutex::new(api::Store::default()),
+            faults: Faults::default(),
+            requests: Mutex::new(Vec::new()),
+            violations: Mutex::new(Vec::new()),
+            ready: AtomicBool::new(true),
+        });
+        let router = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(accept_loop(listener, router));
+        Ok(TestServer { addr, shared, task })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Fault injection.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// Responses this server was about to send that broke Weaviate's spec (each was replaced by
+    /// a 500). Tests assert this stays empty.
+    pub fn spec_violations(&self) -> Vec<String> {
+        lock(&self.shared.violations).clone()
+    }
+
+    /// Make `/.well-known/ready` answer 503 (false) or 200 (true).
+    pub fn set_ready(&self, ready: bool) {
+        self.shared.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// A stored object as `GET /v1/objects/{class}/{id}?include=vector` shows it, read directly.
+    pub fn object(&self, class: &str, id: Uuid) -> Option<Value> {
+        lock(&self.shared.store).object_json(class, &id, true)
+    }
+
+    /// How many objects `class` holds (0 when it does not exist).
+    pub fn object_count(&self, class: &str) -> usize {
+        lock(&self.shared.store).count(class)
+    }
+
+    /// The stored definition of `class`, as `GET /v1/schema/{class}` shows it.
+    pub fn class(&self, class: &str) -> Option<Value> {
+        lock(&self.shared.store).class(class).cloned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A handle the request handler uses to close its own connection (fault injection).
+#[derive(Clone)]
+pub(crate) struct ConnectionKill(Arc<Notify>);
+
+impl ConnectionKill {
+    pub(crate) fn kill(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Accept connections and serve each with hyper, so a fault can close one connection without
+/// answering (axum's own `serve` cannot).
+async fn accept_loop(listener: TcpListener, router: Router) {
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let router = router.clone();
+        let kill = Arc::new(Notify::new());
+        let handle = ConnectionKill(kill.clone());
+        connections.spawn(async move {
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(handle.clone());
+                    router.clone().oneshot(request.map(Body::new))
+                });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                // Dropping the connection future closes the socket with no answer.
+                _ = kill.notified() => {}
+            }
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    api::handle(shared, request).await
+}

@@ -1,0 +1,430 @@
+//! Builds the BERT encoder as an ONNX graph from `model.safetensors` and `config.json`.
+//!
+//! The published all-MiniLM-L6-v2 ships PyTorch weights, and the ONNX file current PyTorch
+//! exports for it builds its attention mask with a construction tract 0.23 cannot type. So the
+//! encoder is assembled here, node by node, with tract-onnx's protobuf types, in the classic
+//! form tract runs well (and which matches PyTorch to ~1e-7):
+//!
+//! ```text
+//! input_ids [B,S] ─► word + token_type(0) + position embeddings ─► LayerNorm ─► h [B·S, H]
+//! attention_mask [B,S] ─► (1 - mask) · -10000, as [B,1,1,S] ─┐
+//! per layer:  q,k,v = Gemm(h) ─► heads [B,n,S,d] ─► softmax(q·kᵀ/√d + mask) · v ─► Gemm ─► +h ─► LayerNorm
+//!             ─► Gemm ─► GELU (erf) ─► Gemm ─► + ─► LayerNorm
+//! last_hidden_state [B,S,H]
+//! ```
+//!
+//! Hidden states are kept flat as `[B·S, H]` between attention blocks, so every dense layer
+//! is one matrix product over all tokens of the batch (`Gemm` with the PyTorch `[out, in]`
+//! weight as is), which is what tract's matrix kernels are fastest at. The graph has the
+//! same inputs and output as a Hugging Face ONNX export, so [`super::runtime`] runs either.
+
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
+    tensor_proto::DataType, tensor_shape_proto::Dimension, tensor_shape_proto::dimension,
+    type_proto,
+};
+
+use super::EmbedError;
+use super::model_dir::BertConfig;
+
+/// Name of the token ids input, `[batch, sequence]` int64.
+pub const INPUT_IDS: &str = "input_ids";
+/// Name of the attention mask input, `[batch, sequence]` int64, 1 for tokens and 0 for padding.
+pub const ATTENTION_MASK: &str = "attention_mask";
+/// Name of the output, `[batch, sequence, hidden]` f32.
+pub const LAST_HIDDEN_STATE: &str = "last_hidden_state";
+
+/// Added to the attention scores of padding positions (BERT's classic additive mask): after
+/// softmax their weight is exactly 0 in f32, so padding never leaks into real tokens.
+const MASK_BIAS: f32 = -10000.0;
+
+/// The ONNX opset the graph is written against (17 has LayerNormalization).
+const OPSET: i64 = 17;
+
+/// Read `model.safetensors` and build the encoder graph for `config`.
+pub fn build_from_safetensors(path: &Path, config: &BertConfig) -> Result<ModelProto, EmbedError> {
+    let bytes = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            EmbedError::MissingFile {
+                path: path.to_path_buf(),
+            }
+        } else {
+            EmbedError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| EmbedError::Weights {
+        path: path.to_path_buf(),
+        reason: format!("not a safetensors file: {e}"),
+    })?;
+    build(&tensors, config).map_err(|reason| EmbedError::Weights {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Build the encoder graph from loaded weights; errors name the tensor at fault.
+pub fn build(weights: &SafeTensors<'_>, config: &BertConfig) -> Result<ModelProto, String> {
+    // Checkpoints saved from BertModel have bare names, those saved from a task model
+    // (BertForMaskedLM, ...) prefix them with "bert.".
+    let prefix = if weights.tensor("embeddings.word_embeddings.weight").is_ok() {
+        ""
+    } else if weights
+        .tensor("bert.embeddings.word_embeddings.weight")
+        .is_ok()
+    {
+        "bert."
+    } else {
+        return Err(
+            "no tensor embeddings.word_embeddings.weight (nor bert.embeddings...): \
+                    is this a BERT checkpoint?"
+                .to_owned(),
+        );
+    };
+    let mut g = GraphBuilder {
+        weights,
+        prefix,
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+    };
+    let h = config.hidden_size;
+    let heads = config.num_attention_heads;
+    let head_dim = h / heads;
+
+    // Shapes computed from the inputs, so the graph works for any batch and sequence length.
+    let input_shape = g.node("Shape", &[INPUT_IDS], vec![]); // [B, S]
+    let seq_len = g.node(
+        "Shape",
+        &[INPUT_IDS],
+        vec![attr_int("start", 1), attr_int("end", 2)],
+    );
+    let flat_hidden_shape = g.const_i64("flat_hidden_shape", &[-1, h as i64]);
+    let heads_tail = g.const_i64("heads_tail", &[heads as i64, head_dim as i64]);
+    let heads_shape = g.node(
+        "Concat",
+        &[&input_shape, &heads_tail],
+        vec![attr_int("axis", 0)],
+    );
+    let hidden_tail = g.const_i64("hidden_tail", &[h as i64]);
+    let out_shape = g.node(
+        "Concat",
+        &[&input_shape, &hidden_tail],
+        vec![attr_int("axis", 0)],
+    );
+
+    // Embeddings: word + token type 0 + position, in PyTorch's order of addition.
+    let word_table = g.weight("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+    let words = g.node(
+        "Gather",
+        &[&word_table, INPUT_IDS],
+        vec![attr_int("axis", 0)],
+    );
+    let type_row = g.weight_row("embeddings.token_type_embeddings.weight", 0, h)?;
+    let with_type = g.node("Add", &[&words, &type_row], vec![]);
+    let pos_table = g.weight(
+        "embeddings.position_embeddings.weight",
+        &[config.max_position_embeddings, h],
+    )?;
+    let zero = g.const_i64("zero", &[0]);
+    let positions = g.node("Slice", &[&pos_table, &zero, &seq_len, &zero], vec![]);
+    let embedded = g.node("Add", &[&with_type, &positions], vec![]);
+    let embedded = g.layer_norm(&embedded, "embeddings.LayerNorm", h, config.layer_norm_eps)?;
+    let mut hidden = g.node("Reshape", &[&embedded, &flat_hidden_shape], vec![]);
+
+    // The additive mask, [B, 1, 1, S]: broadcast over heads and query positions.
+    let mask = g.node(
+        "Cast",
+        &[ATTENTION_MASK],
+        vec![attr_int("to", DataType::Float as i64)],
+    );
+    let one = g.const_f32("one", &[], &[1.0]);
+    let inverted = g.node("Sub", &[&one, &mask], vec![]);
+    let bias_value = g.const_f32("mask_bias_value", &[], &[MASK_BIAS]);
+    let bias = g.node("Mul", &[&inverted, &bias_value], vec![]);
+    let unsqueeze_axes = g.const_i64("mask_axes", &[1, 2]);
+    let mask_bias = g.node("Unsqueeze", &[&bias, &unsqueeze_axes], vec![]);
+    let scale = g.const_f32("attention_scale", &[], &[1.0 / (head_dim as f32).sqrt()]);
+    let inv_sqrt2 = g.const_f32("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+    let half = g.const_f32("half", &[], &[0.5]);
+
+    for layer in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{layer}");
+        let heads_of = |g: &mut GraphBuilder<'_, '_>, x: &str, perm: &[i64]| {
+            let split = g.node("Reshape", &[x, &heads_shape], vec![]);
+            g.node("Transpose", &[&split], vec![attr_ints("perm", perm)])
+        };
+        let q = g.dense(&hidden, &format!("{p}.attention.self.query"), h, h)?;
+        let k = g.dense(&hidden, &format!("{p}.attention.self.key"), h, h)?;
+        let v = g.dense(&hidden, &format!("{p}.attention.self.value"), h, h)?;
+        let q = heads_of(&mut g, &q, &[0, 2, 1, 3]); // [B, n, S, d]
+        let k = heads_of(&mut g, &k, &[0, 2, 3, 1]); // [B, n, d, S]
+        let v = heads_of(&mut g, &v, &[0, 2, 1, 3]); // [B, n, S, d]
+        let scores = g.node("MatMul", &[&q, &k], vec![]);
+        let scores = g.node("Mul", &[&scores, &scale], vec![]);
+        let scores = g.node("Add", &[&scores, &mask_bias], vec![]);
+        let probs = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
+        let context = g.node("MatMul", &[&probs, &v], vec![]); // [B, n, S, d]
+        let context = g.node(
+            "Transpose",
+            &[&context],
+            vec![attr_ints("perm", &[0, 2, 1, 3])],
+        );
+        let context = g.node("Reshape", &[&context, &flat_hidden_shape], vec![]);
+        let attended = g.dense(&context, &format!("{p}.attention.output.dense"), h, h)?;
+        let attended = g.node("Add", &[&attended, &hidden], vec![]);
+        let attended = g.layer_norm(
+            &attended,
+            &format!("{p}.attention.output.LayerNorm"),
+            h,
+            config.layer_norm_eps,
+        )?;
+
+        let inter = config.intermediate_size;
+        let up = g.dense(&attended, &format!("{p}.intermediate.dense"), inter, h)?;
+        // GELU, exact: x * 0.5 * (1 + erf(x / sqrt(2))), as transformers computes it.
+        let scaled = g.node("Mul", &[&up, &inv_sqrt2], vec![]);
+        let erf = g.node("Erf", &[&scaled], vec![]);
+        let erf_plus_one = g.node("Add", &[&erf, &one], vec![]);
+        let half_up = g.node("Mul", &[&up, &half], vec![]);
+        let activated = g.node("Mul", &[&half_up, &erf_plus_one], vec![]);
+        let down = g.dense(&activated, &format!("{p}.output.dense"), h, inter)?;
+        let down = g.node("Add", &[&down, &attended], vec![]);
+        hidden = g.layer_norm(
+            &down,
+            &format!("{p}.output.LayerNorm"),
+            h,
+            config.layer_norm_eps,
+        )?;
+    }
+    // Named after the output, as in an exported model.
+    let out = g.named_node(LAST_HIDDEN_STATE, "Reshape", &[&hidden, &out_shape], vec![]);
+
+    let batch_seq = || vec![dim_param("batch"), dim_param("sequence")];
+    let graph = GraphProto {
+        name: "bert_encoder".to_owned(),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![
+            value_info(INPUT_IDS, DataType::Int64, batch_seq()),
+            value_info(ATTENTION_MASK, DataType::Int64, batch_seq()),
+        ],
+        output: vec![value_info(
+            &out,
+            DataType::Float,
+            vec![
+                dim_param("batch"),
+                dim_param("sequence"),
+                dim_value(h as i64),
+            ],
+        )],
+        ..GraphProto::default()
+    };
+    Ok(ModelProto {
+        ir_version: 8,
+        producer_name: "vecsync".to_owned(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        graph: Some(graph),
+        ..ModelProto::default()
+    })
+}
+
+/// Accumulates nodes and initializers; every value gets a fresh, readable name.
+struct GraphBuilder<'w, 'data> {
+    weights: &'w SafeTensors<'data>,
+    prefix: &'static str,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl GraphBuilder<'_, '_> {
+    /// Add a node with one output and return the output's name.
+    fn node(&mut self, op_type: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
+        let name = format!("{}_{}", op_type.to_lowercase(), self.nodes.len());
+        self.named_node(&name, op_type, inputs, attribute)
+    }
+
+    /// Add a node whose output is called `name`.
+    fn named_node(
+        &mut self,
+        name: &str,
+        op_type: &str,
+        inputs: &[&str],
+        attribute: Vec<AttributeProto>,
+    ) -> String {
+        let name = name.to_owned();
+        self.nodes.push(NodeProto {
+            name: name.clone(),
+            op_type: op_type.to_owned(),
+            input: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            output: vec![name.clone()],
+            attribute,
+            ..NodeProto::default()
+        });
+        name
+    }
+
+    /// The f32 tensor `name` of the checkpoint, checked to have `shape`, as an initializer.
+    fn weight(&mut self, name: &str, shape: &[usize]) -> Result<String, String> {
+        let data = self.tensor_bytes(name, shape)?.to_vec();
+        Ok(self.initializer(name, shape, data))
+    }
+
+    /// Row `row` of the `[rows, width]` f32 tensor `name`, as a `[width]` initializer.
+    fn weight_row(&mut self, name: &str, row: usize, width: usize) -> Result<String, String> {
+        let full = format!("{}{name}", self.prefix);
+        let view = self
+            .weights
+            .tensor(&full)
+            .map_err(|e| format!("{full}: {e}"))?;
+        if view.dtype() != Dtype::F32 || view.shape().len() != 2 || view.shape()[1] != width {
+            return Err(format!(
+                "{full}: expected f32 [_, {width}], found {:?} {:?}",
+                view.dtype(),
+                view.shape()
+            ));
+        }
+        let start = row * width * 4;
+        let data = view
+            .data()
+            .get(start..start + width * 4)
+            .ok_or_else(|| format!("{full}: has no row {row}"))?
+            .to_vec();
+        Ok(self.initializer(&format!("{name}.row{row}"), &[width], data))
+    }
+
+    fn tensor_bytes(&self, name: &str, shape: &[usize]) -> Result<&[u8], String> {
+        let full = format!("{}{name}", self.prefix);
+        let view = self
+            .weights
+            .tensor(&full)
+            .map_err(|e| format!("{full}: {e}"))?;
+        if view.dtype() != Dtype::F32 || view.shape() != shape {
+            return Err(format!(
+                "{full}: expected f32 {shape:?} (from config.json), found {:?} {:?}",
+                view.dtype(),
+                view.shape()
+            ));
+        }
+        Ok(view.data())
+    }
+
+    /// A PyTorch Linear layer over flat `[N, in]` hidden states: `x · Wᵀ + b`.
+    fn dense(&mut self, x: &str, layer: &str, out: usize, inp: usize) -> Result<String, String> {
+        let w = self.weight(&format!("{layer}.weight"), &[out, inp])?;
+        let b = self.weight(&format!("{layer}.bias"), &[out])?;
+        Ok(self.node("Gemm", &[x, &w, &b], vec![attr_int("transB", 1)]))
+    }
+
+    fn layer_norm(
+        &mut self,
+        x: &str,
+        layer: &str,
+        width: usize,
+        eps: f32,
+    ) -> Result<String, String> {
+        let gamma = self.weight(&format!("{layer}.weight"), &[width])?;
+        let beta = self.weight(&format!("{layer}.bias"), &[width])?;
+        Ok(self.node(
+            "LayerNormalization",
+            &[x, &gamma, &beta],
+            vec![attr_int("axis", -1), attr_float("epsilon", eps)],
+        ))
+    }
+
+    fn initializer(&mut self, name: &str, shape: &[usize], raw_data: Vec<u8>) -> String {
+        self.initializers.push(TensorProto {
+            name: name.to_owned(),
+            dims: shape.iter().map(|&d| d as i64).collect(),
+            data_type: DataType::Float as i32,
+            raw_data,
+            ..TensorProto::default()
+        });
+        name.to_owned()
+    }
+
+    fn const_f32(&mut self, name: &str, shape: &[i64], values: &[f32]) -> String {
+        self.initializers.push(TensorProto {
+            name: name.to_owned(),
+            dims: shape.to_vec(),
+            data_type: DataType::Float as i32,
+            float_data: values.to_vec(),
+            ..TensorProto::default()
+        });
+        name.to_owned()
+    }
+
+    fn const_i64(&mut self, name: &str, values: &[i64]) -> String {
+        self.initializers.push(TensorProto {
+            name: name.to_owned(),
+            dims: vec![values.len() as i64],
+            data_type: DataType::Int64 as i32,
+            int64_data: values.to_vec(),
+            ..TensorProto::default()
+        });
+        name.to_owned()
+    }
+}
+
+fn attr_int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..AttributeProto::default()
+    }
+}
+
+fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Ints as i32,
+        ints: ints.to_vec(),
+        ..AttributeProto::default()
+    }
+}
+
+fn attr_float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Float as i32,
+        f,
+        ..AttributeProto::default()
+    }
+}
+
+fn dim_param(name: &str) -> Dimension {
+    Dimension {
+        value: Some(dimension::Value::DimParam(name.to_owned())),
+        ..Dimension::default()
+    }
+}
+
+fn dim_value(v: i64) -> Dimension {
+    Dimension {
+        value: Some(dimension::Value::DimValue(v)),
+        ..Dimension::default()
+    }
+}
+
+fn value_info(name: &str, elem_type: DataType, dims: Vec<Dimension>) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.to_owned(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: elem_type as i32,
+                shape: Some(TensorShapeProto { dim: dims }),
+            })),
+            ..TypeProto::default()
+        }),
+        ..ValueInfoProto::default()
+    }
+}

@@ -1,0 +1,152 @@
+//! `vecsync embed`: embed texts from the command line or a file, or measure the speed.
+//!
+//! Prints one JSON object per input text, in input order: `{"text": ..., "vector": [...]}`.
+//! With `bench` it prints a single JSON summary instead (texts, tokens, seconds, sentences per
+//! second, threads, model load time, peak RSS), which `scripts/bench-embed` reads.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{EmbedError, EmbedOptions, Embedder};
+
+/// Where the texts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedInput {
+    /// Texts given directly.
+    Texts(Vec<String>),
+    /// A file with one text per line (`-` reads standard input).
+    File(PathBuf),
+}
+
+/// A parsed `vecsync embed` invocation.
+#[derive(Debug, Clone)]
+pub struct EmbedCommand {
+    /// The sentence-transformers model directory.
+    pub model_dir: PathBuf,
+    /// The texts to embed.
+    pub input: EmbedInput,
+    /// Report speed instead of printing vectors.
+    pub bench: bool,
+    /// Loader options (threads, batch limits).
+    pub options: EmbedOptions,
+}
+
+/// Why `vecsync embed` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedCommandError {
+    /// Loading the model or embedding failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The input file could not be read.
+    #[error("cannot read texts from {}", path.display())]
+    ReadInput {
+        /// The input file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The output could not be written (e.g. a closed pipe).
+    #[error("cannot write the output")]
+    Write(#[source] std::io::Error),
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    text: &'a str,
+    vector: &'a [f32],
+}
+
+/// The figures `--bench` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Texts embedded.
+    pub texts: usize,
+    /// Tokens fed to the model, [CLS] and [SEP] included, padding excluded.
+    pub tokens: usize,
+    /// Wall-clock seconds of the embed call (model load excluded).
+    pub seconds: f64,
+    /// `texts / seconds`.
+    pub sentences_per_second: f64,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Seconds to load the model (graph build and optimisation included).
+    pub load_seconds: f64,
+    /// Peak resident memory of the process in MiB, when the OS reports it.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Run `vecsync embed`, writing its output to `out`.
+pub fn run_command(cmd: &EmbedCommand, out: &mut dyn Write) -> Result<(), EmbedCommandError> {
+    let texts = read_texts(&cmd.input)?;
+    let load_started = Instant::now();
+    let embedder = Embedder::load_with(&cmd.model_dir, cmd.options)?;
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+
+    let started = Instant::now();
+    let vectors = embedder.embed(&refs)?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    if cmd.bench {
+        let tokens = refs
+            .iter()
+            .map(|t| embedder.count_tokens(t))
+            .sum::<Result<usize, _>>()?;
+        let report = BenchReport {
+            texts: texts.len(),
+            tokens,
+            seconds,
+            sentences_per_second: texts.len() as f64 / seconds.max(f64::MIN_POSITIVE),
+            threads: embedder.threads(),
+            load_seconds,
+            peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+        };
+        write_json_line(out, &report)?;
+    } else {
+        for (text, vector) in refs.iter().zip(&vectors) {
+            write_json_line(out, &Line { text, vector })?;
+        }
+    }
+    out.flush().map_err(EmbedCommandError::Write)
+}
+
+fn write_json_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), EmbedCommandError> {
+    serde_json::to_writer(&mut *out, value).map_err(|e| EmbedCommandError::Write(e.into()))?;
+    out.write_all(b"\n").map_err(EmbedCommandError::Write)
+}
+
+fn read_texts(input: &EmbedInput) -> Result<Vec<String>, EmbedCommandError> {
+    match input {
+        EmbedInput::Texts(texts) => Ok(texts.clone()),
+        EmbedInput::File(path) => {
+            let read_err = |source| EmbedCommandError::ReadInput {
+                path: path.clone(),
+                source,
+            };
+            let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(path).map_err(read_err)?,
+                ))
+            };
+            // lines() drops "\n" and "\r\n"; every line, empty ones included, is a text.
+            reader
+                .lines()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(read_err)
+        }
+    }
+}
+
+/// The process's peak resident set size (VmHWM), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
