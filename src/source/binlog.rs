@@ -357,7 +357,7 @@ impl<'c, 's> Decoder<'c, 's> {
             self.tables.insert(table_id, None);
             return Ok(());
         }
-        let body = &data[6..];
+        let body = data.get(6..).unwrap_or_default();
         if let Some((bytes, layout)) = &self.last_map {
             if bytes.as_slice() == body {
                 self.tables.insert(table_id, Some(layout.clone()));
@@ -566,7 +566,9 @@ impl<'c, 's> Decoder<'c, 's> {
                 self.push_events(vec![event]).await?;
             }
             Statement::DdlOnWatched => {
-                tracing::info!(table = %self.ctx.table, statement = %text, "schema change on the watched table");
+                // Only the statement's first words: DDL text can carry anything.
+                let kind: Vec<&str> = text.split_whitespace().take(2).collect();
+                tracing::info!(table = %self.ctx.table, statement = %kind.join(" "), "schema change on the watched table; re-reading its columns");
                 self.schema = None;
                 self.last_map = None;
             }

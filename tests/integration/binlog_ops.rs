@@ -220,3 +220,31 @@ async fn truncate_is_a_t_event() {
     source.commit_reaching(&end).await;
     source.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn a_large_transaction_arrives_whole_and_in_order() {
+    let (db, name) = server_with_table().await;
+    let mut source = Running::start(config(&db, &name, "products", SnapshotMode::Never), None);
+    source.started().await;
+    // One statement, one transaction, more rows than the source buffers before sending.
+    db.exec(&format!(
+        "INSERT INTO {name}.products SELECT seq, CONCAT('s', seq), seq / 100 FROM {name}.seq_1_to_25000"
+    ))
+    .await;
+    let (events, commit) = source.transaction().await;
+    assert_eq!(events.len(), 25_000);
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e.after.as_ref().expect("after")["id"].as_i64().expect("id"))
+        .collect();
+    assert!(
+        ids.iter().copied().eq(1..=25_000),
+        "every row once, in order"
+    );
+    assert_eq!(
+        events[24_999].after.as_ref().expect("after")["price"],
+        "250.00"
+    );
+    assert_eq!(commit.position, pos(&db.gtid_binlog_pos().await));
+    source.stop().await.expect("clean stop");
+}
