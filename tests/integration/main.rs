@@ -11,6 +11,7 @@ mod binlog_faults;
 mod binlog_ops;
 mod binlog_purge;
 mod binlog_restart;
+mod binlog_tls;
 mod binlog_types;
 mod dedup;
 mod embed;
