@@ -224,8 +224,9 @@ pub(crate) fn layout(
     schema: Option<&[ColumnInfo]>,
 ) -> Result<TableLayout, LayoutMismatch> {
     let opt = &tm.optional;
+    // MariaDB leaves out the lists that would be empty (no numeric column: no SIGNEDNESS).
     let self_described = opt.names.is_some()
-        && opt.unsigned.is_some()
+        && (opt.unsigned.is_some() || !tm.columns.iter().any(|w| w.is_numeric()))
         && (opt.charsets.is_some() || !tm.columns.iter().any(|w| w.is_character()))
         && (opt.enum_values.is_some()
             || !tm.columns.iter().any(|w| matches!(w, Wire::Enum { .. })))
@@ -371,6 +372,19 @@ mod tests {
         );
         let err = layout(&tm, &c, Some(&schema[..1])).expect_err("width");
         assert!(err.0.contains("binlog_row_metadata=FULL"), "{err}");
+
+        // FULL metadata for a table without numeric or text columns needs no schema.
+        let dates = TableMap {
+            columns: vec![Wire::Date],
+            nullable: vec![true],
+            optional: OptionalMetadata {
+                names: Some(vec!["day".into()]),
+                ..OptionalMetadata::default()
+            },
+            ..tm.clone()
+        };
+        let l = layout(&dates, &c, None).expect("self-described");
+        assert_eq!(l.columns[0].name, "day");
 
         // MINIMAL metadata: signedness from the event wins over the schema.
         let mut minimal = tm.clone();

@@ -99,7 +99,9 @@ impl BinlogSource {
         Ok(Self { config, endpoint })
     }
 
-    /// Check the server's settings and the user's privileges (see [`preflight`](super::preflight)).
+    /// Check the server's settings and the user's privileges, as [`run`](Self::run) does first:
+    /// MariaDB, `log_bin=ON`, `binlog_format=ROW`, `binlog_row_image=FULL`, REPLICATION SLAVE and
+    /// SELECT on the table. Problems that do not stop replication are in [`Preflight::warnings`].
     pub async fn preflight(&self) -> Result<Preflight, SourceError> {
         let mut conn = self.endpoint.connect().await?;
         let result = preflight::check(&mut conn, &self.config.table).await;
