@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::binlog::events::{BinlogEventHeader, Event};
 use mysql_async::prelude::Queryable;
@@ -114,10 +114,32 @@ pub(crate) async fn stream(
         } else {
             silence_limit
         };
+        // mysql_common panics on some malformed packets (a short event body): turn that into
+        // an error instead of losing the task.
+        let polled = std::panic::AssertUnwindSafe(binlog.next()).catch_unwind();
         let next = tokio::select! {
             biased;
             () = ctx.emitter.cancel().cancelled() => break Err(Interrupt::Stopped),
-            next = tokio::time::timeout(wait, binlog.next()) => next,
+            next = tokio::time::timeout(wait, polled) => next,
+        };
+        let next = match next {
+            Ok(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                break Err(SourceError::Event {
+                    table: ctx.table.to_string(),
+                    position: decoder.state.position.to_string(),
+                    file: decoder.state.file.clone(),
+                    pos: 0,
+                    reason: format!("the binlog packet parser failed on a malformed event: {what}"),
+                }
+                .into());
+            }
+            Ok(Ok(item)) => Ok(item),
+            Err(elapsed) => Err(elapsed),
         };
         match next {
             Err(_) if decoder.pending.is_some() => {
