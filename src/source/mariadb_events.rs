@@ -339,6 +339,17 @@ pub(crate) fn parse_rows(event_type: u8, data: &[u8]) -> Result<RowsEvent<'_>, M
 /// Undo MariaDB's binlog compression (`log_bin_compress=ON`): one header byte `0x80 | algorithm
 /// << 4 | n`, the uncompressed length in `n` big-endian bytes, then a zlib stream.
 pub(crate) fn decompress(buf: &[u8], event: &'static str) -> Result<Vec<u8>, MalformedEvent> {
+    inflate(buf, event).map_err(|e| MalformedEvent {
+        reason: format!(
+            "{} (the server compresses events because log_bin_compress=ON; \
+             SET GLOBAL log_bin_compress=OFF stops new ones)",
+            e.reason
+        ),
+        ..e
+    })
+}
+
+fn inflate(buf: &[u8], event: &'static str) -> Result<Vec<u8>, MalformedEvent> {
     let mut r = Reader::new(buf, event);
     let head = r.u8()?;
     if head & 0x80 == 0 {
@@ -493,7 +504,8 @@ mod tests {
         other_alg.extend_from_slice(&z);
         assert!(decompress(&other_alg, "T").is_err());
         assert!(decompress(&[0x01, 0x00], "T").is_err(), "no header bit");
-        assert!(decompress(&[0x81, 0x05, 0x78], "T").is_err(), "broken zlib");
+        let err = decompress(&[0x81, 0x05, 0x78], "T").expect_err("broken zlib");
+        assert!(err.reason.contains("log_bin_compress"), "{err}");
     }
 
     #[test]
