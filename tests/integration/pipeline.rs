@@ -268,7 +268,8 @@ async fn price_only_updates_keep_the_vector_and_are_not_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memcached_stopped_mid_run_is_a_non_event() {
     let mut stack = Stack::start().await;
-    let running = stack.run_in_process(&[]);
+    // A long TTL: what is under test is the outage, not expiry.
+    let running = stack.run_in_process(&["--cache-ttl-secs", "600"]);
     stack
         .wait_object("the seed rows", "TS-001", |o| o.is_some())
         .await;
@@ -288,18 +289,30 @@ async fn memcached_stopped_mid_run_is_a_non_event() {
         "the outage was counted"
     );
 
-    // Back up: the cache is used again. The same sku and text twice within the TTL hit it.
+    // Back up: the cache is used again. Moving a product to another sku and back makes each
+    // (sku, text) pair embed again; every move waits for the checkpoint, so each is its own
+    // batch and nothing is coalesced away. Once memcached answers, a pair seen before hits.
     stack.memcached.restart();
     let hits_before = metric("vecsync_embedding_cache_hits_total", "");
-    wait_until("the embedding cache to hit again", DEFAULT_DEADLINE, || async {
-        stack.db.exec("DELETE FROM catalog.products WHERE sku = 'MC-2'").await;
-        stack
-            .db
-            .exec("INSERT INTO catalog.products (sku, name, description, price) VALUES ('MC-2', 'Again', 'the very same text', 5.00)")
-            .await;
-        let pos = stack.db.gtid_binlog_pos().await;
-        wait_checkpoint_covers(&stack, &pos).await;
-        (metric("vecsync_embedding_cache_hits_total", "") > hits_before).then_some(())
+    let mut sku = "MC-1";
+    wait_until("the embedding cache to hit again", DEFAULT_DEADLINE, || {
+        let (from, to) = if sku == "MC-1" {
+            ("MC-1", "MC-1b")
+        } else {
+            ("MC-1b", "MC-1")
+        };
+        sku = to;
+        let stack = &stack;
+        async move {
+            stack
+                .db
+                .exec(&format!(
+                    "UPDATE catalog.products SET sku = '{to}' WHERE sku = '{from}'"
+                ))
+                .await;
+            wait_checkpoint_covers(stack, &stack.db.gtid_binlog_pos().await).await;
+            (metric("vecsync_embedding_cache_hits_total", "") > hits_before).then_some(())
+        }
     })
     .await;
     running.stop().await;
