@@ -199,6 +199,7 @@ async fn wait_for_weaviate(sink: &WeaviateSink, health: &Health) -> Result<(), P
 fn source_config(config: &Config) -> SourceConfig {
     let mut source = SourceConfig::new(config.mariadb_url.clone(), config.table.clone());
     source.password = config.mariadb_password.clone();
+    source.ssl_ca = config.mariadb_ssl_ca.clone();
     source.server_id = config.server_id;
     source.snapshot = config.snapshot;
     source.start_gtid = config.gtid.clone();

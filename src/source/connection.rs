@@ -1,6 +1,7 @@
 //! Connecting to MariaDB: options from the URL plus a password that never appears in a URL, a
 //! log or an error message, and login failures told apart from unreachable servers.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{Secret, redact_url};
@@ -30,8 +31,13 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// `url` is `mysql://user[:password]@host:port[/db][?options]`; `password`, when given,
-    /// replaces any password in the URL.
-    pub(crate) fn new(url: &str, password: Option<&Secret>) -> Result<Self, SourceError> {
+    /// replaces any password in the URL. `ssl_ca`, when given, turns TLS on and verifies the
+    /// server's certificate against that CA (PEM) as well as the built-in roots.
+    pub(crate) fn new(
+        url: &str,
+        password: Option<&Secret>,
+        ssl_ca: Option<&Path>,
+    ) -> Result<Self, SourceError> {
         let redacted = redact_url(url);
         let opts = mysql_async::Opts::from_url(url).map_err(|e| SourceError::Url {
             url: redacted.clone(),
@@ -43,6 +49,20 @@ impl Endpoint {
             .tcp_keepalive(Some(Duration::from_secs(10)));
         if let Some(p) = password {
             builder = builder.pass(Some(p.expose()));
+        }
+        if let Some(ca) = ssl_ca {
+            if !ca.is_file() {
+                return Err(SourceError::Url {
+                    url: redacted,
+                    reason: format!(
+                        "the CA certificate {} (--mariadb-ssl-ca) is not a readable file",
+                        ca.display()
+                    ),
+                });
+            }
+            // Keep TLS options given in the URL (verify_identity, ...) and add the CA.
+            let tls = opts_ssl(&builder).with_root_certs(vec![ca.to_path_buf().into()]);
+            builder = builder.ssl_opts(Some(tls));
         }
         Ok(Self {
             opts: builder.into(),
@@ -81,6 +101,16 @@ impl Endpoint {
                     message: s.message.clone(),
                 }
             }
+            // rustls reports every handshake failure (unknown issuer, wrong name, expired) as
+            // InvalidData: a configuration problem that no reconnect will fix.
+            mysql_async::Error::Io(mysql_async::IoError::Io(io))
+                if io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                SourceError::Tls {
+                    url: self.url.clone(),
+                    message: io.to_string(),
+                }
+            }
             mysql_async::Error::Server(s) if s.code == 1049 => SourceError::Url {
                 url: self.url.clone(),
                 reason: s.message.clone(),
@@ -93,20 +123,31 @@ impl Endpoint {
     }
 }
 
+/// The TLS options the URL asked for, or TLS with defaults when it asked for none.
+fn opts_ssl(builder: &mysql_async::OptsBuilder) -> mysql_async::SslOpts {
+    let opts: mysql_async::Opts = builder.clone().into();
+    opts.ssl_opts().cloned().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn never_shows_the_password() {
-        let e = Endpoint::new("mysql://repl:hunter2@db.example:3306", None).expect("endpoint");
+        let e =
+            Endpoint::new("mysql://repl:hunter2@db.example:3306", None, None).expect("endpoint");
         assert_eq!(e.user, "repl");
         assert!(!format!("{e:?}").contains("hunter2"));
         assert!(!e.url.contains("hunter2"));
-        let e = Endpoint::new("mysql://repl@db.example:3306", Some(&Secret::new("s3cret")))
-            .expect("endpoint");
+        let e = Endpoint::new(
+            "mysql://repl@db.example:3306",
+            Some(&Secret::new("s3cret")),
+            None,
+        )
+        .expect("endpoint");
         assert!(!format!("{e:?} {}", e.url).contains("s3cret"));
-        let err = Endpoint::new("mysql://u:pw@host:notaport", None).expect_err("bad url");
+        let err = Endpoint::new("mysql://u:pw@host:notaport", None, None).expect_err("bad url");
         assert!(!err.to_string().contains("pw@"), "{err}");
         assert!(!err.is_transient());
     }

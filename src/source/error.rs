@@ -20,6 +20,12 @@ pub enum SourceError {
         message: String,
     },
 
+    #[error(
+        "TLS with MariaDB at {url} failed: {message}. Check --mariadb-ssl-ca (the CA that signed \
+         the server's certificate) and the URL's verify_ca / verify_identity options"
+    )]
+    Tls { url: String, message: String },
+
     #[error("cannot reach MariaDB at {url}: {source}")]
     Connect {
         url: String,

@@ -43,6 +43,8 @@ pub struct SourceConfig {
     pub url: String,
     /// The password, kept out of URLs and logs.
     pub password: Option<Secret>,
+    /// CA certificate (PEM) to verify the server's TLS certificate with; turns TLS on.
+    pub ssl_ca: Option<std::path::PathBuf>,
     /// The table to replicate.
     pub table: TableRef,
     /// Replica server id on the binlog connection; unique among the server's replicas.
@@ -64,6 +66,7 @@ impl SourceConfig {
         Self {
             url: url.into(),
             password: None,
+            ssl_ca: None,
             table,
             server_id: DEFAULT_SERVER_ID,
             heartbeat: Duration::from_secs(5),
@@ -95,7 +98,11 @@ const SAME_PLACE_FAILURES: u32 = 5;
 
 impl BinlogSource {
     pub fn new(config: SourceConfig) -> Result<Self, SourceError> {
-        let endpoint = Endpoint::new(&config.url, config.password.as_ref())?;
+        let endpoint = Endpoint::new(
+            &config.url,
+            config.password.as_ref(),
+            config.ssl_ca.as_deref(),
+        )?;
         Ok(Self { config, endpoint })
     }
 
