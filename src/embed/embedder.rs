@@ -69,7 +69,7 @@ impl Embedder {
             Some(onnx) => CompiledModel::from_onnx_file(onnx, dimension)?,
             None => {
                 let proto = bert::build_from_safetensors(&dir.safetensors, &dir.bert)?;
-                CompiledModel::from_proto(&proto, dimension)?
+                CompiledModel::from_proto(proto, dimension)?
             }
         };
         let threads = match options.threads {

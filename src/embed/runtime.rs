@@ -83,12 +83,14 @@ impl CompiledModel {
         Self::compile(model, &desc, hidden_size)
     }
 
-    /// Compile a graph assembled in memory (see [`super::bert`]).
-    pub fn from_proto(proto: &ModelProto, hidden_size: usize) -> Result<CompiledModel, EmbedError> {
+    /// Compile a graph assembled in memory (see [`super::bert`]); the protobuf copy of the
+    /// weights is dropped as soon as tract has its own, to keep the loading peak low.
+    pub fn from_proto(proto: ModelProto, hidden_size: usize) -> Result<CompiledModel, EmbedError> {
         let desc = "BERT graph built from model.safetensors";
         let model = tract_onnx::onnx()
-            .model_for_proto_model(proto)
+            .model_for_proto_model(&proto)
             .map_err(|e| graph_error(desc, e))?;
+        drop(proto);
         Self::compile(model, desc, hidden_size)
     }
 
@@ -99,6 +101,17 @@ impl CompiledModel {
     ) -> Result<CompiledModel, EmbedError> {
         let batch = model.sym("batch");
         let sequence = model.sym("sequence");
+        for assertion in [
+            "batch >= 1",
+            "batch <= 4096",
+            "sequence >= 1",
+            "sequence <= 512",
+        ] {
+            model
+                .symbols
+                .add_assertion(assertion)
+                .map_err(|e| graph_error(desc, e))?;
+        }
         let mut inputs = Vec::new();
         for ix in 0..model.inputs.len() {
             let outlet = model.inputs[ix];
