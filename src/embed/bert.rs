@@ -3,20 +3,30 @@
 //! The published all-MiniLM-L6-v2 ships PyTorch weights, and the ONNX file current PyTorch
 //! exports for it builds its attention mask with a construction tract 0.23 cannot type. So the
 //! encoder is assembled here, node by node, with tract-onnx's protobuf types, in the classic
-//! form tract runs well (and which matches PyTorch to ~1e-7):
+//! form (additive attention mask, exact-length batches padded on the right):
 //!
 //! ```text
 //! input_ids [B,S] ─► word + token_type(0) + position embeddings ─► LayerNorm ─► h [B·S, H]
-//! attention_mask [B,S] ─► (1 - mask) · -10000, as [B,1,1,S] ─┐
 //! per layer:  q,k,v = Gemm(h) ─► heads [B,n,S,d] ─► softmax(q·kᵀ/√d + mask) · v ─► Gemm ─► +h ─► LayerNorm
 //!             ─► Gemm ─► GELU (erf) ─► Gemm ─► + ─► LayerNorm
-//! last_hidden_state [B,S,H]
+//! last_hidden_state [B,S,H]      mask = (1 - attention_mask) · -10000 on padded keys
 //! ```
 //!
-//! Hidden states are kept flat as `[B·S, H]` between attention blocks, so every dense layer
-//! is one matrix product over all tokens of the batch (`Gemm` with the PyTorch `[out, in]`
-//! weight as is), which is what tract's matrix kernels are fastest at. The graph has the
-//! same inputs and output as a Hugging Face ONNX export, so [`super::runtime`] runs either.
+//! It matches sentence-transformers to about 4e-7 (the parity test). Three rewrites, exact in
+//! real arithmetic, make it fast in tract, whose element-wise operations on same-shape tensors
+//! are vectorised but whose broadcasting ones fall back to a slow generic loop:
+//!
+//! - hidden states stay flat as `[B·S, H]` between attention blocks, so every dense layer is
+//!   one matrix product over all tokens of the batch (`Gemm` with the PyTorch `[out, in]`
+//!   weight as is);
+//! - the mask is not added to the `[B,n,S,S]` scores in every layer: each head's queries get
+//!   an extra component 1 and its keys an extra component holding the mask value, so the
+//!   score product itself adds it (the 1/√d scale is folded into the query weights);
+//! - LayerNorm biases are not added: each is folded into the biases of the layers that
+//!   consume that hidden state (see [`Hidden`]), and only the last one is added at the end.
+//!
+//! The graph has the same inputs and output as a Hugging Face ONNX export, so
+//! [`super::runtime`] runs either.
 
 use std::path::Path;
 
