@@ -41,7 +41,6 @@ impl Default for EmbedOptions {
 /// Produces the vectors `SentenceTransformer(dir).encode(texts)` produces, to within float
 /// rounding: same tokenization and truncation, mean pooling over real tokens, L2 normalised
 /// when the model's modules.json says so.
-#[derive(Debug)]
 pub struct Embedder {
     tokenizer: TextTokenizer,
     model: CompiledModel,
@@ -49,6 +48,24 @@ pub struct Embedder {
     normalize: bool,
     threads: usize,
     limits: BatchLimits,
+}
+
+// The pipeline shares one Embedder between tasks.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Embedder>();
+};
+
+impl std::fmt::Debug for Embedder {
+    // The compiled plan is large and says little; show what the embedder does instead.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("dimension", &self.dimension)
+            .field("normalize", &self.normalize)
+            .field("threads", &self.threads)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Embedder {
@@ -126,6 +143,7 @@ impl Embedder {
     /// Empty and whitespace-only texts get a vector too (that of "[CLS] [SEP]"), as with
     /// sentence-transformers; whether to skip them is the caller's decision.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let started = Instant::now();
         let tokens = texts
             .iter()
             .map(|t| self.tokenizer.encode(t))
@@ -134,7 +152,8 @@ impl Embedder {
         let batches = plan_batches(&lengths, self.limits);
         let workers = self.threads.min(batches.len());
 
-        // Workers take the next batch as they free up; batches come longest first.
+        // Workers take the next batch as they free up; batches come longest first. A failing
+        // worker moves the cursor past the end, so the others stop after their current batch.
         let next = AtomicUsize::new(0);
         let work = || -> Result<Vec<(usize, Vec<f32>)>, EmbedError> {
             let mut state = self.model.spawn_state()?;
@@ -144,7 +163,9 @@ impl Embedder {
                     return Ok(done);
                 };
                 let padded = PaddedBatch::new(batch.indices.iter().map(|&i| tokens[i].as_slice()));
-                let hidden = self.model.run(&mut state, &padded)?;
+                let hidden = self.model.run(&mut state, &padded).inspect_err(|_| {
+                    next.store(batches.len(), Ordering::Relaxed);
+                })?;
                 let per_text = padded.seq_len * self.dimension;
                 for (row, &i) in batch.indices.iter().enumerate() {
                     let mask = &padded.mask[row * padded.seq_len..(row + 1) * padded.seq_len];
@@ -177,8 +198,17 @@ impl Embedder {
                 Ok::<_, EmbedError>(all)
             })?
         };
-        restore_order(texts.len(), results).ok_or_else(|| {
+        let vectors = restore_order(texts.len(), results).ok_or_else(|| {
             EmbedError::Internal("batches did not cover every text exactly once".to_owned())
-        })
+        })?;
+        tracing::debug!(
+            texts = texts.len(),
+            tokens = lengths.iter().sum::<usize>(),
+            batches = batches.len(),
+            workers,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "embedded"
+        );
+        Ok(vectors)
     }
 }

@@ -192,11 +192,9 @@ impl CompiledModel {
 
     /// Fresh per-thread execution state for the shared plan.
     pub fn spawn_state(&self) -> Result<TypedSimpleState, EmbedError> {
-        self.plan.spawn().map_err(|e| EmbedError::Inference {
-            batch: 0,
-            seq_len: 0,
-            reason: format!("{e:#}"),
-        })
+        self.plan
+            .spawn()
+            .map_err(|e| graph_error("a worker's execution state", e))
     }
 
     /// Run one batch; returns the hidden states, `batch * seq_len * hidden` f32, row-major.

@@ -349,3 +349,17 @@ fn embed_cli_bench_reports_speed_not_vectors() {
         "no vectors in bench mode: {report}"
     );
 }
+
+#[test]
+fn embed_cli_without_model_fails_with_the_fetch_hint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vecsync"))
+        .args(["embed", "some text"])
+        .env("VECSYNC_MODEL", tmp.path().join("no-model-here"))
+        .output()
+        .expect("run vecsync embed");
+    assert!(!output.status.success(), "must fail without a model");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("scripts/fetch-model"), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "no partial output");
+}
