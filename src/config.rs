@@ -97,7 +97,7 @@ pub struct RunArgs {
     pub cache_ttl_secs: u64,
 
     /// Sentence-transformers model directory (scripts/fetch-model puts it in models/).
-    #[arg(long, env = "VECSYNC_MODEL", default_value = "models/all-MiniLM-L6-v2")]
+    #[arg(long, env = "VECSYNC_MODEL", default_value = crate::embed::DEFAULT_MODEL_DIR)]
     pub model: PathBuf,
 
     /// Checkpoint file: the GTID position of the last transaction Weaviate confirmed.

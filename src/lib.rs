@@ -18,6 +18,7 @@ pub mod embed;
 pub mod event;
 pub mod pipeline;
 pub mod position;
+pub mod search;
 pub mod secret;
 pub mod sink;
 pub mod source;

@@ -3,23 +3,57 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vecsync::config::RunArgs;
+use vecsync::telemetry::LogFormat;
 
 /// Keeps a Weaviate vector index in sync with a MariaDB table by tailing its binlog.
 #[derive(Debug, Parser)]
 #[command(name = "vecsync", version, about, long_about = None)]
 struct Cli {
+    /// Log format on stderr (the level comes from LOG_LEVEL, e.g. info or vecsync=debug).
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Replicate the table into Weaviate until SIGTERM/SIGINT.
+    Run(Box<RunArgs>),
     /// Inspect the checkpoint file.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
     /// Embed texts with the sentence-transformers model: one JSON object per text,
     /// {"text": ..., "vector": [...]}, in input order.
     Embed(EmbedArgs),
+    /// Embed a query with the same model and print the nearest products with their distance.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SearchArgs {
+    /// What a shopper would type, e.g. "summer outdoor party wear".
+    query: String,
+    /// How many products to print.
+    #[arg(long, default_value_t = 5)]
+    limit: usize,
+    /// The sentence-transformers model directory (see scripts/fetch-model).
+    #[arg(long, env = "VECSYNC_MODEL", default_value = vecsync::embed::DEFAULT_MODEL_DIR)]
+    model: std::path::PathBuf,
+    /// Weaviate's REST endpoint.
+    #[arg(long, env = "WEAVIATE_URL", default_value = "http://localhost:8080")]
+    weaviate_url: String,
+    /// Weaviate API key, sent as Authorization: Bearer.
+    #[arg(long, env = "WEAVIATE_API_KEY", hide_env_values = true)]
+    weaviate_api_key: Option<String>,
+    /// Weaviate class to search.
+    #[arg(long, env = "VECSYNC_CLASS", default_value = "Product")]
+    class: String,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,7 +103,58 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    vecsync::telemetry::init_logging(cli.log_format);
     match cli.command {
+        Command::Search(args) => {
+            let request = vecsync::search::SearchRequest {
+                query: args.query,
+                limit: args.limit,
+                model: args.model,
+                weaviate_url: args.weaviate_url,
+                weaviate_api_key: args.weaviate_api_key.map(vecsync::secret::Secret::new),
+                class: args.class,
+            };
+            let hits =
+                tokio::runtime::Runtime::new()?.block_on(vecsync::search::search(&request))?;
+            for hit in hits {
+                let p = &hit.product;
+                if args.json {
+                    let line = serde_json::json!({
+                        "distance": hit.distance,
+                        "id": hit.id,
+                        "sku": p.sku,
+                        "name": p.name,
+                        "description": p.description,
+                        "price": p.price,
+                    });
+                    println!("{line}");
+                } else {
+                    let price = p
+                        .price
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:.4}  {}  {}  {}",
+                        hit.distance,
+                        p.sku,
+                        p.name.as_deref().unwrap_or("-"),
+                        price
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Run(args) => {
+            let config = args.into_config()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let cancel = CancellationToken::new();
+                tokio::spawn(cancel_on_signal(cancel.clone()));
+                vecsync::pipeline::run(config, cancel).await
+            })?;
+            Ok(())
+        }
         Command::Checkpoint(CheckpointCommand::Show { checkpoint }) => {
             match vecsync::checkpoint::read(&checkpoint)? {
                 Some(data) => println!("{}", serde_json::to_string_pretty(&data)?),
@@ -96,4 +181,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// SIGTERM or SIGINT cancels the pipeline, which drains and checkpoints; a second signal exits
+/// at once.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!(
+            "cannot install signal handlers; SIGTERM will kill vecsync without draining"
+        );
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing the in-flight batch, then exiting"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing the in-flight batch, then exiting"),
+    }
+    cancel.cancel();
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::warn!("second signal: exiting without draining");
+    std::process::exit(130);
 }

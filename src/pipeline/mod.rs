@@ -1,4 +1,216 @@
-//! The sidecar: source -> batch -> embed (dedup) -> Weaviate -> checkpoint.
+//! The sidecar: binlog source -> batches -> embeddings (Memcached, then the model) -> Weaviate
+//! -> checkpoint.
+//!
+//! [`run`] wires the parts together. The source runs in its own task and feeds a bounded
+//! channel, so a slow Weaviate slows the binlog reader instead of growing memory; the
+//! [`worker::Worker`] turns the channel into batches.
+//!
+//! # Shutdown
+//! Cancelling the token stops the source, lets the worker finish the in-flight batch and store
+//! the checkpoint (bounded by `--shutdown-timeout-secs`), and returns `Ok`.
 
 pub mod batch;
 pub mod deadletter;
+pub mod emit;
+pub mod vectors;
+pub mod worker;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::deadletter::DeadLetters;
+use self::emit::EventWriter;
+use self::vectors::Vectors;
+use self::worker::{BatchLimits, Worker};
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::config::{Config, redact_url};
+use crate::dedup::{CacheConfig, EmbeddingCache};
+use crate::embed::{EmbedError, Embedder};
+use crate::sink::{SinkError, WeaviateConfig, WeaviateSink};
+use crate::source::{BinlogSource, SourceConfig, SourceError};
+use crate::telemetry::{self, Health, TelemetryError};
+
+/// Messages buffered between the binlog reader and the worker: the back-pressure bound.
+pub const CHANNEL_CAPACITY: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    DeadLetter(#[from] deadletter::DeadLetterError),
+    #[error(transparent)]
+    Emit(#[from] emit::EmitError),
+    #[error("cannot load the embedding model: {0}")]
+    Model(#[from] EmbedError),
+    #[error(transparent)]
+    Vectors(#[from] vectors::VectorError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    #[error("internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Run the sidecar until `cancel` fires (`Ok`) or a definite error stops it.
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), PipelineError> {
+    let metrics = telemetry::install_metrics()?;
+    let health = Health::new();
+    let http_cancel = CancellationToken::new();
+    let (metrics_addr, http) = telemetry::serve(
+        config.metrics_addr,
+        metrics,
+        health.clone(),
+        http_cancel.clone(),
+    )
+    .await?;
+    tracing::info!(
+        table = %config.table,
+        mariadb = %redact_url(&config.mariadb_url),
+        weaviate = %config.weaviate_url,
+        class = %config.class,
+        memcached = config.memcached.as_deref().unwrap_or("off"),
+        metrics = %metrics_addr,
+        "vecsync starting"
+    );
+    let result = replicate(&config, &health, &cancel).await;
+    http_cancel.cancel();
+    let _ = http.await;
+    match &result {
+        Ok(()) => tracing::info!("vecsync stopped"),
+        Err(error) => tracing::error!(%error, "vecsync stopped on an error"),
+    }
+    result
+}
+
+async fn replicate(
+    config: &Config,
+    health: &Arc<Health>,
+    cancel: &CancellationToken,
+) -> Result<(), PipelineError> {
+    let checkpoint = Checkpoint::open(&config.checkpoint, &config.table.to_string())?;
+    match checkpoint.position() {
+        Some(position) => {
+            health.set_checkpoint(position);
+            tracing::info!(%position, path = %config.checkpoint.display(), "checkpoint found");
+        }
+        None => {
+            tracing::info!(path = %config.checkpoint.display(), snapshot = ?config.snapshot, "no checkpoint yet")
+        }
+    }
+
+    // The source starts first so that a MariaDB problem (credentials, settings, purged binlog)
+    // is reported at once, even while the model loads or Weaviate is still down. Until the
+    // worker runs, the bounded channel holds it back.
+    let source = BinlogSource::new(source_config(config))?;
+    let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let source_cancel = cancel.child_token();
+    let mut source_task =
+        tokio::spawn(source.run(checkpoint.position().cloned(), tx, source_cancel.clone()));
+
+    let setup = async {
+        let model = config.model.clone();
+        let embedder = tokio::task::spawn_blocking(move || Embedder::load(&model)).await??;
+        tracing::info!(model = %config.model.display(), dimension = embedder.dimension(), "embedding model loaded");
+        let sink = WeaviateSink::new(weaviate_config(config, embedder.dimension()))?;
+        wait_for_weaviate(&sink, health).await?;
+        Ok::<_, PipelineError>((Arc::new(embedder), sink))
+    };
+    let (embedder, sink) = tokio::select! {
+        ready = setup => ready?,
+        ended = &mut source_task => {
+            ended??;
+            return Ok(()); // the source stopped cleanly: cancelled during start-up
+        }
+        () = cancel.cancelled() => {
+            source_cancel.cancel();
+            source_task.await??;
+            return Ok(());
+        }
+    };
+    health.set_ready();
+
+    let cache = Arc::new(EmbeddingCache::new(CacheConfig {
+        ttl: config.cache_ttl,
+        ..CacheConfig::new(config.memcached.clone())
+    }));
+    let emit = config
+        .emit_events
+        .as_deref()
+        .map(EventWriter::open)
+        .transpose()?;
+    let mut worker = Worker {
+        sink,
+        vectors: Vectors::new(embedder, cache),
+        checkpoint,
+        dead_letters: DeadLetters::new(&config.dead_letter),
+        emit,
+        health: health.clone(),
+        limits: BatchLimits {
+            max_events: config.batch_size,
+            max_wait: config.batch_wait,
+        },
+        stale: HashSet::new(),
+        jumped: false,
+    };
+    let worked = worker.run(&mut rx, cancel, config.shutdown_timeout).await;
+    // Stop the source whatever ended the worker; a source failure is why the channel closed.
+    source_cancel.cancel();
+    drop(rx);
+    let sourced = source_task.await?;
+    worked?;
+    sourced?;
+    Ok(())
+}
+
+/// Wait until Weaviate answers and the class is usable. Transient failures (Weaviate still
+/// starting) are retried forever; an incompatible class or a bad API key stops vecsync.
+async fn wait_for_weaviate(sink: &WeaviateSink, health: &Health) -> Result<(), PipelineError> {
+    let mut attempt = 0u32;
+    loop {
+        let checked = match sink.ready().await {
+            Ok(()) => sink.ensure_schema().await.map(Some),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(Some(status)) => {
+                tracing::info!(class = sink.class(), ?status, "Weaviate class ready");
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(error) if error.is_transient() => {
+                attempt += 1;
+                health.set_not_ready(format!("waiting for Weaviate: {error}"));
+                let delay = worker::backoff(attempt);
+                tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "Weaviate not ready; waiting");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn source_config(config: &Config) -> SourceConfig {
+    let mut source = SourceConfig::new(config.mariadb_url.clone(), config.table.clone());
+    source.password = config.mariadb_password.clone();
+    source.ssl_ca = config.mariadb_ssl_ca.clone();
+    source.server_id = config.server_id;
+    source.snapshot = config.snapshot;
+    source.start_gtid = config.gtid.clone();
+    source
+}
+
+fn weaviate_config(config: &Config, dimension: usize) -> WeaviateConfig {
+    let mut weaviate = WeaviateConfig::new(config.weaviate_url.clone());
+    weaviate.api_key = config.weaviate_api_key.clone();
+    weaviate.class = config.class.clone();
+    weaviate.consistency_level = config.consistency_level;
+    weaviate.vector_dimensions = dimension;
+    weaviate
+}

@@ -109,6 +109,22 @@ impl Call {
     fn what(&self) -> String {
         format!("{} /v1/{}", self.method, self.path)
     }
+
+    /// The `kind` label of `vecsync_weaviate_requests_total`: few, fixed values.
+    fn kind(&self) -> &'static str {
+        let first = self.path.split('/').next().unwrap_or_default();
+        match (&self.method, first) {
+            (&Method::POST, "batch") => "batch_upsert",
+            (&Method::DELETE, "batch") => "batch_delete",
+            (&Method::PATCH, "objects") => "patch",
+            (&Method::DELETE, "objects") => "delete",
+            (_, "objects") => "read",
+            (_, "schema") => "schema",
+            (_, "graphql") => "search",
+            (_, ".well-known") => "ready",
+            _ => "other",
+        }
+    }
 }
 
 /// An HTTP answer, read in full.
@@ -686,8 +702,18 @@ impl WeaviateSink {
                 .body(body.clone());
         }
         let started = Instant::now();
-        let response = request.send().await.map_err(transport)?;
+        metrics::counter!(crate::telemetry::WEAVIATE_REQUESTS_TOTAL, "kind" => call.kind())
+            .increment(1);
+        let response = request.send().await.map_err(|e| {
+            metrics::counter!(crate::telemetry::WEAVIATE_FAILURES_TOTAL).increment(1);
+            transport(e)
+        })?;
         let status = response.status();
+        // A 404 is an answer (object missing), not a failure.
+        if (status.is_client_error() && status != StatusCode::NOT_FOUND) || status.is_server_error()
+        {
+            metrics::counter!(crate::telemetry::WEAVIATE_FAILURES_TOTAL).increment(1);
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

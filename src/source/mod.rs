@@ -1,1 +1,38 @@
-//! Where change events come from: the MariaDB binlog and snapshots (issue 2).
+//! Where change events come from: the MariaDB binlog, and snapshots of the table.
+//!
+//! [`BinlogSource`] connects to MariaDB as a replica, checks the server's settings
+//! ([`Preflight`]), takes a consistent snapshot when needed, then streams the binlog from a GTID
+//! position and sends the watched table's row changes as [`ChangeEvent`](crate::event::ChangeEvent)s,
+//! each transaction followed by its [`Commit`](crate::event::Commit).
+//!
+//! ```text
+//! replicator  start rules, snapshot, reconnects            (BinlogSource::run)
+//!  ├─ preflight   settings and privileges, checked first
+//!  ├─ snapshot    START TRANSACTION WITH CONSISTENT SNAPSHOT -> `r` events + Commit
+//!  └─ binlog      replica connection, event groups -> events + Commit
+//!      ├─ mariadb_events  GTID/GTID_LIST/ROTATE/QUERY/rows bodies, compression, checksums
+//!      ├─ table_map       column storage types and optional metadata
+//!      ├─ columns         names, signedness, charsets, ENUM/SET members (or information_schema)
+//!      ├─ rows            row images -> cells (DECIMAL exact, temporal fractions)
+//!      ├─ values          cells and snapshot values -> the same JSON
+//!      └─ statement       which QUERY events matter (COMMIT, TRUNCATE, DDL)
+//! ```
+
+mod binlog;
+mod columns;
+mod connection;
+mod emitter;
+mod error;
+mod mariadb_events;
+mod preflight;
+mod replicator;
+mod rows;
+mod snapshot;
+mod statement;
+mod table_map;
+mod values;
+
+pub use error::SourceError;
+pub use preflight::Preflight;
+pub use replicator::{BinlogSource, DEFAULT_SERVER_ID, SourceConfig};
+pub use rows::RowError;

@@ -1,9 +1,24 @@
 //! vecsync's integration tests: one binary, one file per behaviour, real servers started by the
 //! harness (a private mariadbd and memcached per test, the Weaviate test server in-process).
 
+// Large `json!` literals (binlog_types) need more macro recursion than the default.
+#![recursion_limit = "512"]
+
+mod binary;
+mod binlog_compressed;
+mod binlog_ddl;
+mod binlog_faults;
+mod binlog_ops;
+mod binlog_purge;
+mod binlog_restart;
+mod binlog_tls;
+mod binlog_types;
 mod dedup;
 mod embed;
 mod harness;
 mod mariadb_harness;
+mod pipeline;
+mod preflight;
 mod sink;
+mod snapshot;
 mod weaviate_test_server;

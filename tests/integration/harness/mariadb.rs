@@ -37,7 +37,10 @@ impl MariaDb {
             .prefix("vecsync-mariadb-")
             .tempdir()
             .expect("create a temporary directory for mariadbd");
-        install_db(&dir.path().join("data"));
+        // A private tmpdir: mariadbd deletes other servers' `#sql*` files from a shared one at
+        // startup, which breaks a concurrent mariadb-install-db.
+        std::fs::create_dir(dir.path().join("tmp")).expect("create tmpdir");
+        install_db(&dir.path().join("data"), &dir.path().join("tmp"));
         let mut server = Self {
             dir,
             port: 0,
@@ -60,6 +63,11 @@ impl MariaDb {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's data directory (binlog files live there).
+    pub fn datadir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// A new root connection.
@@ -97,23 +105,38 @@ impl MariaDb {
     }
 
     /// Start a new binlog file and purge every older one, so positions before now are gone.
+    /// MariaDB keeps a file until its binlog checkpoint is written (for crash recovery), so
+    /// this retries the PURGE until only the newest file is left.
     pub async fn purge_binary_logs(&self) {
         let mut conn = self.conn().await;
         conn.query_drop("FLUSH BINARY LOGS")
             .await
             .expect("flush binary logs");
-        let rows: Vec<mysql_async::Row> = conn
-            .query("SHOW BINARY LOGS")
-            .await
-            .expect("show binary logs");
-        let newest: String = rows
-            .last()
-            .and_then(|r| r.get(0))
-            .expect("at least one binary log");
-        conn.query_drop(format!("PURGE BINARY LOGS TO '{newest}'"))
-            .await
-            .expect("purge binary logs");
-        conn.disconnect().await.expect("disconnect");
+        let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
+        wait_until(
+            "the old binary logs to be purged",
+            super::DEFAULT_DEADLINE,
+            || {
+                let conn = conn.clone();
+                async move {
+                    let mut conn = conn.lock().await;
+                    let rows: Vec<mysql_async::Row> = conn
+                        .query("SHOW BINARY LOGS")
+                        .await
+                        .expect("show binary logs");
+                    let names: Vec<String> = rows.iter().filter_map(|r| r.get(0)).collect();
+                    let newest = names.last().expect("at least one binary log").clone();
+                    if names.len() == 1 {
+                        return Some(());
+                    }
+                    conn.query_drop(format!("PURGE BINARY LOGS TO '{newest}'"))
+                        .await
+                        .expect("purge binary logs");
+                    None
+                }
+            },
+        )
+        .await;
     }
 
     /// Kill the server with SIGKILL, keeping its datadir and port for [`MariaDb::restart`].
@@ -210,6 +233,7 @@ impl MariaDb {
             format!("socket={}", dir.join("mysqld.sock").display()),
             format!("pid-file={}", dir.join("mysqld.pid").display()),
             format!("log-error={}", dir.join("error.log").display()),
+            format!("tmpdir={}", dir.join("tmp").display()),
             "innodb_buffer_pool_size=16M".to_owned(),
             "innodb_log_file_size=4M".to_owned(),
             "skip-name-resolve".to_owned(),
@@ -237,13 +261,15 @@ impl Drop for MariaDb {
 }
 
 /// Create an empty datadir (about 0.6 s).
-fn install_db(datadir: &Path) {
+fn install_db(datadir: &Path, tmpdir: &Path) {
     let mut cmd = Command::new(binary("mariadb-install-db"));
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--tmpdir={}", tmpdir.display()))
         .args([
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            "--skip-name-resolve",
             "--innodb-log-file-size=4M",
             "--innodb-buffer-pool-size=16M",
         ]);

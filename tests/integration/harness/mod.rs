@@ -55,3 +55,6 @@ pub fn unique_name(prefix: &str) -> String {
 
 pub mod mariadb;
 pub mod memcached;
+pub mod proxy;
+pub mod source;
+pub mod stack;

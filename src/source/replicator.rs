@@ -1,0 +1,329 @@
+//! [`BinlogSource`]: decides where to start (explicit GTID, checkpoint, snapshot), runs the
+//! snapshot and the stream, and reconnects after transient failures.
+//!
+//! # Start rules
+//! 1. `start_gtid` (`--gtid`) given: stream from exactly after it.
+//! 2. Else a checkpoint: resume from it (`--snapshot always` snapshots anyway).
+//! 3. Else by snapshot mode: `initial`/`when-needed`/`always` take a snapshot first; `never`
+//!    sends a [`Commit`] at the server's current `@@gtid_binlog_pos` and streams from there.
+//!
+//! # Error handling
+//! Transient errors (connection lost, server restarting, silence past the heartbeat) reconnect
+//! with exponential backoff and resume from the last complete transaction. Definite errors end
+//! [`BinlogSource::run`]. A purged position is definite, except with `when-needed`, which takes a
+//! new snapshot and continues from it. A stream that connects but fails at the same position
+//! several times in a row is treated as definite: retrying would loop forever.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Secret, SnapshotMode, TableRef};
+use crate::event::{Commit, SourceMessage, now_ms};
+use crate::position::GtidPosition;
+
+use super::binlog::{self, StreamContext, StreamState};
+
+use super::columns::Collations;
+use super::connection::Endpoint;
+use super::emitter::{Emitter, Interrupt};
+use super::error::SourceError;
+use super::preflight::{self, Preflight};
+use super::snapshot;
+
+/// The replica server id vecsync uses by default (Debezium's in the seed).
+pub const DEFAULT_SERVER_ID: u32 = 184_054;
+
+/// Everything the source needs.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// `mysql://user@host:port`; a password in it works but `password` is preferred.
+    pub url: String,
+    /// The password, kept out of URLs and logs.
+    pub password: Option<Secret>,
+    /// CA certificate (PEM) to verify the server's TLS certificate with; turns TLS on.
+    pub ssl_ca: Option<std::path::PathBuf>,
+    /// The table to replicate.
+    pub table: TableRef,
+    /// Replica server id on the binlog connection; unique among the server's replicas.
+    pub server_id: u32,
+    /// How often the server sends a heartbeat on an idle stream. Silence for twice this plus
+    /// 5 s counts as a dead connection.
+    pub heartbeat: Duration,
+    pub snapshot: SnapshotMode,
+    /// `--gtid`: stream from exactly after this position, ignoring the checkpoint.
+    pub start_gtid: Option<GtidPosition>,
+    /// Reconnect attempts after transient errors before giving up (`None`: forever). The count
+    /// restarts whenever the stream makes progress.
+    pub max_reconnects: Option<u32>,
+}
+
+impl SourceConfig {
+    /// Defaults for everything but where to connect and what to replicate.
+    pub fn new(url: impl Into<String>, table: TableRef) -> Self {
+        Self {
+            url: url.into(),
+            password: None,
+            ssl_ca: None,
+            table,
+            server_id: DEFAULT_SERVER_ID,
+            heartbeat: Duration::from_secs(5),
+            snapshot: SnapshotMode::Initial,
+            start_gtid: None,
+            max_reconnects: None,
+        }
+    }
+}
+
+/// Streams one table of a MariaDB server as [`SourceMessage`]s.
+#[derive(Debug)]
+pub struct BinlogSource {
+    config: SourceConfig,
+    endpoint: Endpoint,
+}
+
+/// What to do next.
+#[derive(Debug, Clone)]
+enum Plan {
+    Snapshot,
+    Stream(GtidPosition),
+    /// Stream from the server's current position (mode `never`, no checkpoint).
+    Current,
+}
+
+/// Failures in a row at one position before a transient error is given up on.
+const SAME_PLACE_FAILURES: u32 = 5;
+
+impl BinlogSource {
+    pub fn new(config: SourceConfig) -> Result<Self, SourceError> {
+        let endpoint = Endpoint::new(
+            &config.url,
+            config.password.as_ref(),
+            config.ssl_ca.as_deref(),
+        )?;
+        Ok(Self { config, endpoint })
+    }
+
+    /// Check the server's settings and the user's privileges, as [`run`](Self::run) does first:
+    /// MariaDB, `log_bin=ON`, `binlog_format=ROW`, `binlog_row_image=FULL`, REPLICATION SLAVE and
+    /// SELECT on the table. Problems that do not stop replication are in [`Preflight::warnings`].
+    pub async fn preflight(&self) -> Result<Preflight, SourceError> {
+        let mut conn = self.endpoint.connect().await?;
+        let result = preflight::check(&mut conn, &self.config.table).await;
+        let _ = conn.disconnect().await;
+        result
+    }
+
+    /// The server's `@@gtid_binlog_pos`: the position after the newest transaction.
+    pub async fn server_position(&self) -> Result<GtidPosition, SourceError> {
+        let mut conn = self.endpoint.connect().await?;
+        let text: Option<String> =
+            conn.query_first("SELECT @@gtid_binlog_pos")
+                .await
+                .map_err(|e| SourceError::Connection {
+                    doing: "reading @@gtid_binlog_pos",
+                    table: self.config.table.to_string(),
+                    position: String::new(),
+                    source: Box::new(e),
+                })?;
+        let _ = conn.disconnect().await;
+        text.unwrap_or_default().parse().map_err(|e| {
+            SourceError::Unsupported(format!(
+                "the server's @@gtid_binlog_pos does not parse: {e}"
+            ))
+        })
+    }
+
+    /// Run until `cancel` fires or the receiver of `tx` is dropped (`Ok`), or a definite error.
+    ///
+    /// `checkpoint` is the stored position of the last fully handled transaction, if any. The
+    /// messages are each transaction's events followed by its [`Commit`](crate::event::Commit).
+    /// When `start_gtid` is set, or a snapshot is taken while a checkpoint exists, the commits may
+    /// be behind the stored checkpoint: the caller should `reset` the checkpoint, not `store` it.
+    pub async fn run(
+        self,
+        checkpoint: Option<GtidPosition>,
+        tx: mpsc::Sender<SourceMessage>,
+        cancel: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let emitter = Emitter::new(tx, cancel.clone());
+        match self.run_inner(checkpoint, &emitter).await {
+            Ok(()) | Err(Interrupt::Stopped) => Ok(()),
+            Err(Interrupt::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        checkpoint: Option<GtidPosition>,
+        emitter: &Emitter,
+    ) -> Result<(), Interrupt> {
+        let table = &self.config.table;
+        let (preflight, collations) = self.prepare(emitter).await?;
+        for w in &preflight.warnings {
+            tracing::warn!(%table, "{w}");
+        }
+        tracing::info!(%table, server = %preflight.server_version, "MariaDB preflight passed");
+
+        let mut plan = match (&self.config.start_gtid, self.config.snapshot, checkpoint) {
+            (Some(gtid), _, _) => Plan::Stream(gtid.clone()),
+            (None, SnapshotMode::Always, _) => Plan::Snapshot,
+            (None, _, Some(cp)) => Plan::Stream(cp),
+            (None, SnapshotMode::Never, None) => Plan::Current,
+            (None, SnapshotMode::Initial | SnapshotMode::WhenNeeded, None) => Plan::Snapshot,
+        };
+        let ctx = StreamContext {
+            table,
+            replica_server_id: self.config.server_id,
+            heartbeat: self.config.heartbeat,
+            endpoint: &self.endpoint,
+            collations: &collations,
+            emitter,
+        };
+        let mut state = StreamState::default();
+        let mut attempt = 0u32;
+        let mut same_place = 0u32;
+        let mut last_failed_at: Option<GtidPosition> = None;
+        loop {
+            let outcome = match &plan {
+                Plan::Snapshot => snapshot::snapshot(&self.endpoint, table, emitter)
+                    .await
+                    .map(|position| {
+                        plan = Plan::Stream(position);
+                        attempt = 0;
+                    }),
+                Plan::Current => match self.server_position().await {
+                    Ok(p) => {
+                        tracing::info!(%table, position = %p, "no checkpoint and --snapshot never: starting at the server's current position");
+                        // Everything before this position is deliberately skipped: say so with a
+                        // commit, so the checkpoint holds it and a restart does not skip what
+                        // happens meanwhile.
+                        let start = Commit {
+                            position: p.clone(),
+                            ts_ms: now_ms(),
+                        };
+                        plan = Plan::Stream(p);
+                        emitter.send(SourceMessage::Commit(start)).await
+                    }
+                    Err(e) => Err(e.into()),
+                },
+                Plan::Stream(position) => {
+                    state.position = position.clone();
+                    let r = binlog::stream(&ctx, &mut state).await;
+                    plan = Plan::Stream(state.position.clone());
+                    if state.progressed {
+                        attempt = 0;
+                    }
+                    r
+                }
+            };
+            let error = match outcome {
+                Ok(()) => continue,
+                Err(Interrupt::Stopped) => return Err(Interrupt::Stopped),
+                Err(Interrupt::Failed(e)) => e,
+            };
+            if error.is_purged()
+                && self.config.snapshot == SnapshotMode::WhenNeeded
+                && self.config.start_gtid.is_none()
+            {
+                tracing::warn!(%table, %error, "binlog purged; taking a new snapshot (--snapshot when-needed)");
+                plan = Plan::Snapshot;
+                continue;
+            }
+            if !error.is_transient() {
+                return Err(error.into());
+            }
+            // Connected and failed at the same place again: likely not the network.
+            let connected = !matches!(error, SourceError::Connect { .. });
+            if connected && last_failed_at.as_ref() == Some(&state.position) && !state.progressed {
+                same_place += 1;
+            } else {
+                same_place = 0;
+            }
+            last_failed_at = Some(state.position.clone());
+            if same_place >= SAME_PLACE_FAILURES {
+                return Err(SourceError::Event {
+                    table: table.to_string(),
+                    position: state.position.to_string(),
+                    file: state.file.clone(),
+                    pos: 0,
+                    reason: format!(
+                        "the stream failed {} times in a row at this position: {error}",
+                        same_place + 1
+                    ),
+                }
+                .into());
+            }
+            attempt += 1;
+            if self.config.max_reconnects.is_some_and(|max| attempt > max) {
+                return Err(error.into());
+            }
+            let delay = backoff(attempt);
+            tracing::warn!(%table, %error, attempt, delay_ms = delay.as_millis() as u64, "MariaDB source failed; reconnecting");
+            tokio::select! {
+                () = emitter.cancel().cancelled() => return Err(Interrupt::Stopped),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Preflight and the server's collation table, retrying while the server is unreachable.
+    async fn prepare(&self, emitter: &Emitter) -> Result<(Preflight, Collations), Interrupt> {
+        let mut attempt = 0;
+        loop {
+            let result = async {
+                let mut conn = self.endpoint.connect().await?;
+                let pre = preflight::check(&mut conn, &self.config.table).await?;
+                let collations =
+                    Collations::load(&mut conn)
+                        .await
+                        .map_err(|e| SourceError::Connection {
+                            doing: "reading the server's collations",
+                            table: self.config.table.to_string(),
+                            position: String::new(),
+                            source: Box::new(e),
+                        })?;
+                let _ = conn.disconnect().await;
+                Ok::<_, SourceError>((pre, collations))
+            }
+            .await;
+            match result {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_transient() => {
+                    attempt += 1;
+                    if self.config.max_reconnects.is_some_and(|max| attempt > max) {
+                        return Err(e.into());
+                    }
+                    let delay = backoff(attempt);
+                    tracing::warn!(table = %self.config.table, error = %e, attempt, "cannot reach MariaDB yet; retrying");
+                    tokio::select! {
+                        () = emitter.cancel().cancelled() => return Err(Interrupt::Stopped),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// 250 ms doubling to at most 30 s.
+fn backoff(attempt: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1 << attempt.saturating_sub(1).min(7));
+    Duration::from_millis(ms.min(30_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(8), Duration::from_millis(30_000));
+        assert_eq!(backoff(100), Duration::from_millis(30_000));
+    }
+}

@@ -1,0 +1,183 @@
+//! Runs a [`BinlogSource`] in the background and hands its messages to the test, with deadlines.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vecsync::config::{SnapshotMode, TableRef};
+use vecsync::event::{ChangeEvent, Commit, SourceMessage};
+use vecsync::position::GtidPosition;
+use vecsync::source::{BinlogSource, SourceConfig, SourceError};
+
+use super::DEFAULT_DEADLINE;
+use super::mariadb::MariaDb;
+
+/// A source config for `db.table` on `server`, connecting as root, with a short heartbeat.
+pub fn config(server: &MariaDb, db: &str, table: &str, snapshot: SnapshotMode) -> SourceConfig {
+    let mut cfg = SourceConfig::new(
+        server.url(),
+        TableRef {
+            db: db.to_owned(),
+            table: table.to_owned(),
+        },
+    );
+    cfg.snapshot = snapshot;
+    cfg.heartbeat = Duration::from_secs(1);
+    cfg
+}
+
+/// A running source and the receiving end of its channel.
+pub struct Running {
+    rx: mpsc::Receiver<SourceMessage>,
+    cancel: CancellationToken,
+    handle: Option<JoinHandle<Result<(), SourceError>>>,
+}
+
+impl Running {
+    /// Start `cfg` from `checkpoint` with a small channel (so back-pressure is exercised).
+    pub fn start(cfg: SourceConfig, checkpoint: Option<GtidPosition>) -> Self {
+        init_tracing();
+        let source = BinlogSource::new(cfg).expect("valid source config");
+        let (tx, rx) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(source.run(checkpoint, tx, cancel.clone()));
+        Self {
+            rx,
+            cancel,
+            handle: Some(handle),
+        }
+    }
+
+    /// The next message, failing the test after the default deadline.
+    #[track_caller]
+    pub fn next(&mut self) -> impl std::future::Future<Output = SourceMessage> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    let result = match self.handle.take() {
+                        Some(h) => h.await.expect("source task"),
+                        None => Ok(()),
+                    };
+                    panic!("{caller}: the source stopped: {result:?}")
+                }
+                Err(_) => {
+                    panic!("{caller}: no message from the source within {DEFAULT_DEADLINE:?}")
+                }
+            }
+        }
+    }
+
+    /// Wait for the commit a source sends first when it starts from the server's current
+    /// position (`--snapshot never`, no checkpoint): from then on it sees every change.
+    #[track_caller]
+    pub fn started(&mut self) -> impl std::future::Future<Output = Commit> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            match self.next().await {
+                SourceMessage::Commit(c) => c,
+                other => panic!("{caller}: expected the starting commit, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next transaction that has events: its events and its commit. Commits of
+    /// transactions without events of the table are skipped.
+    #[track_caller]
+    pub fn transaction(
+        &mut self,
+    ) -> impl std::future::Future<Output = (Vec<ChangeEvent>, Commit)> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let mut events = Vec::new();
+            loop {
+                match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+                    Ok(Some(SourceMessage::Event(e))) => events.push(e),
+                    Ok(Some(SourceMessage::Commit(c))) if events.is_empty() => {
+                        let _ = c;
+                    }
+                    Ok(Some(SourceMessage::Commit(c))) => return (events, c),
+                    Ok(None) => panic!("{caller}: the source stopped"),
+                    Err(_) => panic!("{caller}: no transaction within {DEFAULT_DEADLINE:?}"),
+                }
+            }
+        }
+    }
+
+    /// Commits until one at or past `position`; fails on any event in between.
+    #[track_caller]
+    pub fn commit_reaching(
+        &mut self,
+        position: &GtidPosition,
+    ) -> impl std::future::Future<Output = Commit> + '_ {
+        let caller = std::panic::Location::caller();
+        let position = position.clone();
+        async move {
+            loop {
+                match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+                    Ok(Some(SourceMessage::Commit(c))) if c.position.covers(&position) => return c,
+                    Ok(Some(SourceMessage::Commit(_))) => {}
+                    Ok(Some(SourceMessage::Event(e))) => {
+                        panic!("{caller}: unexpected event {e:?}")
+                    }
+                    Ok(None) => panic!("{caller}: the source stopped"),
+                    Err(_) => panic!(
+                        "{caller}: no commit reaching {position} within {DEFAULT_DEADLINE:?}"
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Cancel the source and wait for it to end; returns its result.
+    pub async fn stop(mut self) -> Result<(), SourceError> {
+        self.cancel.cancel();
+        match self.handle.take() {
+            Some(h) => tokio::time::timeout(DEFAULT_DEADLINE, h)
+                .await
+                .expect("the source stops promptly when cancelled")
+                .expect("source task"),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait for the source to fail on its own; returns the error.
+    pub async fn error(mut self) -> SourceError {
+        let handle = self.handle.take().expect("running");
+        // Keep draining so a full channel cannot hold the source up.
+        let drain = async {
+            while self.rx.recv().await.is_some() {}
+            std::future::pending::<()>().await;
+        };
+        let result = tokio::select! {
+            r = tokio::time::timeout(DEFAULT_DEADLINE, handle) => r.expect("the source fails within the deadline").expect("source task"),
+            () = drain => unreachable!(),
+        };
+        match result {
+            Err(e) => e,
+            Ok(()) => panic!("the source ended without an error"),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Source logs in the test output (shown for failing tests), once per test process.
+pub fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "vecsync=debug".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
