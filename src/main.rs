@@ -70,6 +70,12 @@ struct EmbedArgs {
     /// Worker threads (default: one per core).
     #[arg(long, env = "VECSYNC_EMBED_THREADS", default_value_t = 0)]
     threads: usize,
+    /// Most texts per batch (texts of similar length are batched together).
+    #[arg(long, default_value_t = vecsync::embed::EmbedOptions::default().max_batch_texts)]
+    batch_size: usize,
+    /// Most padded tokens per batch (bounds a batch's working memory; smaller batches stay in cache).
+    #[arg(long, default_value_t = vecsync::embed::EmbedOptions::default().max_batch_tokens)]
+    batch_tokens: usize,
     /// Texts to embed.
     #[arg(required_unless_present = "file")]
     texts: Vec<String>,
@@ -167,7 +173,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bench: args.bench,
                 options: vecsync::embed::EmbedOptions {
                     threads: args.threads,
-                    ..Default::default()
+                    max_batch_texts: args.batch_size,
+                    max_batch_tokens: args.batch_tokens,
                 },
             };
             vecsync::embed::run_command(&cmd, &mut std::io::stdout().lock())?;

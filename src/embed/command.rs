@@ -91,7 +91,7 @@ pub fn run_command(cmd: &EmbedCommand, out: &mut dyn Write) -> Result<(), EmbedC
     let vectors = embedder.embed(&refs)?;
     let seconds = started.elapsed().as_secs_f64();
 
-    if cmd.bench {
+    let written = if cmd.bench {
         let tokens = refs
             .iter()
             .map(|t| embedder.count_tokens(t))
@@ -105,18 +105,22 @@ pub fn run_command(cmd: &EmbedCommand, out: &mut dyn Write) -> Result<(), EmbedC
             load_seconds,
             peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
         };
-        write_json_line(out, &report)?;
+        write_json_line(out, &report)
     } else {
-        for (text, vector) in refs.iter().zip(&vectors) {
-            write_json_line(out, &Line { text, vector })?;
-        }
+        refs.iter()
+            .zip(&vectors)
+            .try_for_each(|(text, vector)| write_json_line(out, &Line { text, vector }))
+    };
+    match written.and_then(|()| out.flush()) {
+        // The reader went away (`vecsync embed ... | head`): not an error, as in other tools.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(EmbedCommandError::Write),
     }
-    out.flush().map_err(EmbedCommandError::Write)
 }
 
-fn write_json_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), EmbedCommandError> {
-    serde_json::to_writer(&mut *out, value).map_err(|e| EmbedCommandError::Write(e.into()))?;
-    out.write_all(b"\n").map_err(EmbedCommandError::Write)
+fn write_json_line(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
 }
 
 fn read_texts(input: &EmbedInput) -> Result<Vec<String>, EmbedCommandError> {

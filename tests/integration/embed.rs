@@ -168,6 +168,27 @@ fn embed_single_threaded_small_batches_matches() {
 }
 
 #[test]
+fn embed_in_one_padded_batch_matches() {
+    // Every text in a single batch, padded to the 256 tokens of the longest: the empty text
+    // carries 254 padding positions that must not reach its vector.
+    let golden = golden();
+    let embedder = Embedder::load_with(
+        &model_dir(),
+        EmbedOptions {
+            threads: 1,
+            max_batch_texts: 200,
+            max_batch_tokens: 200 * 256,
+        },
+    )
+    .expect("load with options");
+    let cases: Vec<&Golden> = golden.iter().take(40).collect();
+    assert!(cases.iter().any(|g| g.tokens == 256) && cases.iter().any(|g| g.tokens == 2));
+    let texts: Vec<&str> = cases.iter().map(|g| g.text.as_str()).collect();
+    let vectors = embedder.embed(&texts).expect("embed");
+    assert_parity("one batch padded to 256 tokens", &cases, &vectors);
+}
+
+#[test]
 fn embed_token_counts_match_sentence_transformers() {
     let mismatches: Vec<String> = golden()
         .iter()
@@ -208,6 +229,39 @@ fn embed_truncates_at_max_seq_length() {
 fn embed_nothing_gives_nothing() {
     assert!(embedder().embed(&[]).expect("embed no texts").is_empty());
     assert_eq!(embedder().dimension(), 384);
+}
+
+#[test]
+fn embed_uses_onnx_model_when_the_directory_has_one() {
+    use prost::Message;
+
+    // A model directory with onnx/model.onnx and no model.safetensors: the graph is the one
+    // vecsync builds, written out as an ONNX file, so the vectors must not change.
+    let src = model_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "sentence_bert_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
+        let to = tmp.path().join(file);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(src.join(file), &to).expect("copy model file");
+    }
+    let dir = vecsync::embed::ModelDir::open(&src).expect("model dir");
+    let proto = vecsync::embed::bert::build_from_safetensors(&dir.safetensors, &dir.bert)
+        .expect("build the graph");
+    std::fs::create_dir_all(tmp.path().join("onnx")).expect("mkdir onnx");
+    std::fs::write(tmp.path().join("onnx/model.onnx"), proto.encode_to_vec()).expect("write onnx");
+
+    let embedder = Embedder::load(tmp.path()).expect("load from onnx/model.onnx");
+    let golden = golden();
+    let cases: Vec<&Golden> = golden.iter().step_by(5).collect();
+    let texts: Vec<&str> = cases.iter().map(|g| g.text.as_str()).collect();
+    let vectors = embedder.embed(&texts).expect("embed");
+    assert_parity("onnx/model.onnx", &cases, &vectors);
 }
 
 #[test]
@@ -294,4 +348,18 @@ fn embed_cli_bench_reports_speed_not_vectors() {
         report.get("vector").is_none(),
         "no vectors in bench mode: {report}"
     );
+}
+
+#[test]
+fn embed_cli_without_model_fails_with_the_fetch_hint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vecsync"))
+        .args(["embed", "some text"])
+        .env("VECSYNC_MODEL", tmp.path().join("no-model-here"))
+        .output()
+        .expect("run vecsync embed");
+    assert!(!output.status.success(), "must fail without a model");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("scripts/fetch-model"), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "no partial output");
 }
