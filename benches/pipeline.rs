@@ -196,7 +196,10 @@ async fn main() {
         // Poll every millisecond (the harness's backing-off poll would round the figure up to
         // its next poll); the store is read in-process, so a poll costs microseconds.
         while stack.object(&sku).is_none() {
-            assert!(committed.elapsed() < Duration::from_secs(60), "{sku} never became visible");
+            assert!(
+                committed.elapsed() < Duration::from_secs(60),
+                "{sku} never became visible"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         latencies.push(committed.elapsed().as_secs_f64() * 1000.0);

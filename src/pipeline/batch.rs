@@ -39,6 +39,22 @@ impl Planned {
         }
     }
 
+    /// The full write (with a vector for its description) that replaces a patch whose object
+    /// turned out to be missing.
+    pub fn into_full_write(self) -> Planned {
+        match self {
+            Planned::Patch { product, event } => {
+                let embed = product.description.clone().filter(|d| !d.is_empty());
+                Planned::Upsert {
+                    product,
+                    embed,
+                    event,
+                }
+            }
+            other => other,
+        }
+    }
+
     pub fn event(&self) -> usize {
         match self {
             Planned::Upsert { event, .. }

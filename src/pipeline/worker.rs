@@ -27,7 +27,7 @@ use super::emit::EventWriter;
 use super::vectors::{Need, Vectors};
 use crate::checkpoint::Checkpoint;
 use crate::event::{ChangeEvent, Commit, Op, SourceMessage, now_ms};
-use crate::sink::{OpOutcome, Product, SinkError, WeaviateSink, WriteOp};
+use crate::sink::{OpOutcome, SinkError, WeaviateSink, WriteOp};
 use crate::telemetry::{
     BATCH_SIZE, BINLOG_LAG_SECONDS, COMMIT_TO_VISIBLE_SECONDS, DEAD_LETTERS_TOTAL, EVENTS_TOTAL,
     Health, REEMBEDS_SKIPPED_TOTAL,
@@ -205,148 +205,16 @@ impl Worker {
             .map(|u| (u.event, u.reason.clone()))
             .collect();
 
-        // Vectors for every upsert that has text.
-        let needs: Vec<Need<'_>> = plan
-            .ops
-            .iter()
-            .filter_map(|p| match p {
-                Planned::Upsert {
-                    product,
-                    embed: Some(text),
-                    ..
-                } => Some(Need {
-                    sku: &product.sku,
-                    text,
-                }),
-                _ => None,
-            })
-            .collect();
-        let mut vectors = self.vectors.get(&needs).await?.into_iter();
-
-        let mut ops: Vec<WriteOp> = Vec::with_capacity(plan.ops.len());
-        let mut origins: Vec<&Planned> = Vec::with_capacity(plan.ops.len());
-        for planned in &plan.ops {
-            let op = match planned {
-                Planned::Upsert { product, embed, .. } => {
-                    let vector = match embed {
-                        None => None,
-                        Some(_) => match vectors.next() {
-                            Some(Ok(v)) => Some(v),
-                            Some(Err(reason)) => {
-                                dead.push((
-                                    planned.event(),
-                                    format!("cannot embed the description: {reason}"),
-                                ));
-                                continue;
-                            }
-                            None => {
-                                dead.push((planned.event(), "no vector was produced".into()));
-                                continue;
-                            }
-                        },
-                    };
-                    WriteOp::Upsert {
-                        product: product.clone(),
-                        vector,
-                    }
-                }
-                Planned::Patch { product, .. } => WriteOp::PatchProperties {
-                    product: product.clone(),
-                },
-                Planned::Delete { sku, .. } => WriteOp::Delete { sku: sku.clone() },
-            };
-            ops.push(op);
-            origins.push(planned);
-        }
-
-        let outcomes = self.write(&ops).await?;
-        let mut missing: Vec<(&Planned, Product)> = Vec::new();
-        for ((outcome, planned), op) in outcomes.into_iter().zip(&origins).zip(&ops) {
-            match outcome {
-                OpOutcome::Done => {
-                    self.stale.remove(planned.sku());
-                }
-                OpOutcome::Missing => match op {
-                    WriteOp::PatchProperties { product } => {
-                        missing.push((planned, product.clone()))
-                    }
-                    _ => dead.push((
-                        planned.event(),
-                        "Weaviate reported the object missing".into(),
-                    )),
-                },
-                OpOutcome::Rejected { message } => {
-                    self.stale.insert(planned.sku().to_owned());
-                    dead.push((
-                        planned.event(),
-                        format!("Weaviate rejected the object: {message}"),
-                    ));
-                }
-            }
-        }
-
+        let missing = self.write_planned(plan.ops, &mut dead).await?;
         // A patch found no object (never written, or removed behind our back): write it whole.
         if !missing.is_empty() {
             tracing::debug!(
                 count = missing.len(),
                 "patched objects were missing; writing them with vectors"
             );
-            let needs: Vec<Need<'_>> = missing
-                .iter()
-                .filter_map(|(_, p)| {
-                    p.description
-                        .as_deref()
-                        .filter(|d| !d.is_empty())
-                        .map(|text| Need { sku: &p.sku, text })
-                })
-                .collect();
-            let mut vectors = self.vectors.get(&needs).await?.into_iter();
-            let mut ops = Vec::new();
-            let mut origins = Vec::new();
-            for (planned, product) in missing {
-                let vector = if product
-                    .description
-                    .as_deref()
-                    .is_some_and(|d| !d.is_empty())
-                {
-                    match vectors.next() {
-                        Some(Ok(v)) => Some(v),
-                        Some(Err(reason)) => {
-                            dead.push((
-                                planned.event(),
-                                format!("cannot embed the description: {reason}"),
-                            ));
-                            continue;
-                        }
-                        None => {
-                            dead.push((planned.event(), "no vector was produced".into()));
-                            continue;
-                        }
-                    }
-                } else {
-                    None
-                };
-                ops.push(WriteOp::Upsert { product, vector });
-                origins.push(planned);
-            }
-            let outcomes = self.write(&ops).await?;
-            for (outcome, planned) in outcomes.into_iter().zip(origins) {
-                match outcome {
-                    OpOutcome::Done => {
-                        self.stale.remove(planned.sku());
-                    }
-                    OpOutcome::Missing => dead.push((
-                        planned.event(),
-                        "Weaviate reported the object missing".into(),
-                    )),
-                    OpOutcome::Rejected { message } => {
-                        self.stale.insert(planned.sku().to_owned());
-                        dead.push((
-                            planned.event(),
-                            format!("Weaviate rejected the object: {message}"),
-                        ));
-                    }
-                }
+            let whole = missing.into_iter().map(Planned::into_full_write).collect();
+            for gone in self.write_planned(whole, &mut dead).await? {
+                dead.push((gone.event(), "Weaviate reported the object missing".into()));
             }
         }
 
@@ -367,6 +235,88 @@ impl Worker {
             metrics::counter!(DEAD_LETTERS_TOTAL).increment(entries.len() as u64);
         }
         Ok(())
+    }
+
+    /// Embed what needs it, write `planned` in one call and record the outcomes: rejected
+    /// objects go to `dead`, patches that found no object are returned.
+    async fn write_planned(
+        &mut self,
+        planned: Vec<Planned>,
+        dead: &mut Vec<(usize, String)>,
+    ) -> Result<Vec<Planned>, PipelineError> {
+        let needs: Vec<Need<'_>> = planned
+            .iter()
+            .filter_map(|p| match p {
+                Planned::Upsert {
+                    product,
+                    embed: Some(text),
+                    ..
+                } => Some(Need {
+                    sku: &product.sku,
+                    text,
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut vectors = self.vectors.get(&needs).await?.into_iter();
+
+        let mut ops: Vec<WriteOp> = Vec::with_capacity(planned.len());
+        let mut origins: Vec<Planned> = Vec::with_capacity(planned.len());
+        for p in planned {
+            let op = match &p {
+                Planned::Upsert { product, embed, .. } => {
+                    let vector = match embed {
+                        None => None,
+                        Some(_) => match vectors.next() {
+                            Some(Ok(v)) => Some(v),
+                            Some(Err(reason)) => {
+                                dead.push((
+                                    p.event(),
+                                    format!("cannot embed the description: {reason}"),
+                                ));
+                                continue;
+                            }
+                            None => {
+                                dead.push((p.event(), "no vector was produced".into()));
+                                continue;
+                            }
+                        },
+                    };
+                    WriteOp::Upsert {
+                        product: product.clone(),
+                        vector,
+                    }
+                }
+                Planned::Patch { product, .. } => WriteOp::PatchProperties {
+                    product: product.clone(),
+                },
+                Planned::Delete { sku, .. } => WriteOp::Delete { sku: sku.clone() },
+            };
+            ops.push(op);
+            origins.push(p);
+        }
+
+        let outcomes = self.write(&ops).await?;
+        let mut missing = Vec::new();
+        for (outcome, p) in outcomes.into_iter().zip(origins) {
+            match outcome {
+                OpOutcome::Done => {
+                    self.stale.remove(p.sku());
+                }
+                OpOutcome::Missing if matches!(p, Planned::Patch { .. }) => missing.push(p),
+                OpOutcome::Missing => {
+                    dead.push((p.event(), "Weaviate reported the object missing".into()));
+                }
+                OpOutcome::Rejected { message } => {
+                    self.stale.insert(p.sku().to_owned());
+                    dead.push((
+                        p.event(),
+                        format!("Weaviate rejected the object: {message}"),
+                    ));
+                }
+            }
+        }
+        Ok(missing)
     }
 
     async fn write(&self, ops: &[WriteOp]) -> Result<Vec<OpOutcome>, PipelineError> {

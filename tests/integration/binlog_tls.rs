@@ -12,8 +12,9 @@ fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-#[tokio::test]
-async fn streams_over_tls_and_plain_text_is_refused() {
+/// A MariaDB that speaks TLS with the fixture certificate, a one-row table, and a user that may
+/// only connect over TLS.
+async fn tls_server() -> (MariaDb, String) {
     let server = MariaDb::start_with(&[
         &format!("ssl_cert={}", fixture("server-cert.pem")),
         &format!("ssl_key={}", fixture("server-key.pem")),
@@ -29,6 +30,12 @@ async fn streams_over_tls_and_plain_text_is_refused() {
              GRANT SELECT ON {db}.products TO 'secure'@'%'"
         ))
         .await;
+    (server, db)
+}
+
+#[tokio::test]
+async fn streams_over_tls_and_plain_text_is_refused() {
+    let (server, db) = tls_server().await;
     let config = |options: &str| {
         let mut cfg = SourceConfig::new(
             format!(
@@ -65,21 +72,7 @@ async fn streams_over_tls_and_plain_text_is_refused() {
 
 #[tokio::test]
 async fn verifies_the_server_certificate_against_the_given_ca() {
-    let server = MariaDb::start_with(&[
-        &format!("ssl_cert={}", fixture("server-cert.pem")),
-        &format!("ssl_key={}", fixture("server-key.pem")),
-    ])
-    .await;
-    let db = unique_name("tlsca");
-    server
-        .exec(&format!(
-            "CREATE DATABASE {db}; CREATE TABLE {db}.products (id INT PRIMARY KEY, sku VARCHAR(20));
-             INSERT INTO {db}.products VALUES (1, 'a');
-             CREATE USER 'secure'@'%' IDENTIFIED BY 'pw' REQUIRE SSL;
-             GRANT REPLICATION SLAVE ON *.* TO 'secure'@'%';
-             GRANT SELECT ON {db}.products TO 'secure'@'%'"
-        ))
-        .await;
+    let (server, db) = tls_server().await;
     let config = |ca: Option<&str>| {
         let mut cfg = SourceConfig::new(
             format!(

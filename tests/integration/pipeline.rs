@@ -544,3 +544,50 @@ async fn metrics_and_health_endpoints() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_change_of_an_object_missing_from_weaviate_writes_it_whole() {
+    let stack = Stack::start().await;
+    let running = stack.run_in_process(&[]);
+    stack
+        .wait_object("the seed rows", "TS-001", |o| o.is_some())
+        .await;
+    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    // Someone removes the object behind vecsync's back.
+    let url = format!(
+        "{}/v1/objects/Product/{}",
+        stack.weaviate.url(),
+        product_id("TS-001")
+    );
+    let status = reqwest::Client::new()
+        .delete(&url)
+        .send()
+        .await
+        .expect("delete")
+        .status();
+    assert_eq!(status.as_u16(), 204);
+    assert!(stack.object("TS-001").is_none());
+
+    // A price-only change is a PATCH; it finds no object, so the whole object is written again,
+    // with the vector of its (unchanged) description.
+    stack
+        .db
+        .exec("UPDATE catalog.products SET price = 24.00 WHERE sku = 'TS-001'")
+        .await;
+    let obj = stack
+        .wait_object("the object to be written again", "TS-001", |o| o.is_some())
+        .await
+        .expect("object");
+    assert_eq!(obj["properties"]["price"], serde_json::json!(24.0));
+    assert_eq!(vector(&obj).len(), 384);
+    let id = product_id("TS-001").to_string();
+    assert!(
+        stack
+            .weaviate
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.ends_with(&id)),
+        "the price change was tried as a PATCH first"
+    );
+    running.stop().await;
+}

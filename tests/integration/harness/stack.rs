@@ -33,27 +33,8 @@ pub fn model_dir() -> PathBuf {
     dir
 }
 
-/// Reference vectors from sentence-transformers: text -> vector.
-pub fn golden() -> BTreeMap<String, Vec<f32>> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/all-MiniLM-L6-v2.jsonl");
-    let text = std::fs::read_to_string(&path).expect("read the golden vectors fixture");
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("golden line is JSON");
-            let t = v["text"].as_str().expect("text").to_owned();
-            let vec = v["vector"]
-                .as_array()
-                .expect("vector")
-                .iter()
-                .map(|x| x.as_f64().expect("float") as f32)
-                .collect();
-            (t, vec)
-        })
-        .collect()
-}
-
-/// Catalog-like golden texts (the first 19 are edge cases).
+/// The catalog-like reference texts and their sentence-transformers vectors (the fixture's
+/// first 19 lines are edge cases, which the embedding tests cover).
 pub fn golden_descriptions() -> Vec<(String, Vec<f32>)> {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/all-MiniLM-L6-v2.jsonl");
