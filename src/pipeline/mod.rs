@@ -175,15 +175,14 @@ async fn wait_for_weaviate(sink: &WeaviateSink, health: &Health) -> Result<(), P
     let mut attempt = 0u32;
     loop {
         let checked = match sink.ready().await {
-            Ok(()) => sink.ensure_schema().await.map(Some),
+            Ok(()) => sink.ensure_schema().await,
             Err(e) => Err(e),
         };
         match checked {
-            Ok(Some(status)) => {
+            Ok(status) => {
                 tracing::info!(class = sink.class(), ?status, "Weaviate class ready");
                 return Ok(());
             }
-            Ok(None) => {}
             Err(error) if error.is_transient() => {
                 attempt += 1;
                 health.set_not_ready(format!("waiting for Weaviate: {error}"));
