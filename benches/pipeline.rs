@@ -172,14 +172,7 @@ async fn main() {
 
     // 3. The seed's storm: one product's description three times in a row.
     let embedded_before = scrape(&stack, "vecsync_embeddings_computed_total").await;
-    stack
-        .db
-        .exec(
-            "UPDATE catalog.products SET description = 'new description 1' WHERE sku = 'TS-001';
-             UPDATE catalog.products SET description = 'new description 2' WHERE sku = 'TS-001';
-             UPDATE catalog.products SET description = 'new description 3' WHERE sku = 'TS-001';",
-        )
-        .await;
+    stack.db.exec(harness::stack::SEED_STORM_SQL).await;
     wait_caught_up(&stack).await;
     let seed_storm_embeddings =
         scrape(&stack, "vecsync_embeddings_computed_total").await - embedded_before;

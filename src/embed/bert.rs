@@ -57,18 +57,7 @@ const OPSET: i64 = 17;
 
 /// Read `model.safetensors` and build the encoder graph for `config`.
 pub fn build_from_safetensors(path: &Path, config: &BertConfig) -> Result<ModelProto, EmbedError> {
-    let bytes = std::fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            EmbedError::MissingFile {
-                path: path.to_path_buf(),
-            }
-        } else {
-            EmbedError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })?;
+    let bytes = super::model_dir::read_model_file(path)?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| EmbedError::Weights {
         path: path.to_path_buf(),
         reason: format!("not a safetensors file: {e}"),

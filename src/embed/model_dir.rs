@@ -174,9 +174,10 @@ fn require_file(path: PathBuf) -> Result<PathBuf, EmbedError> {
     }
 }
 
-/// Read a JSON file, telling apart "not there" (fetch the model) from "not valid".
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
-    let bytes = std::fs::read(path).map_err(|source| {
+/// Read a file of the model directory, telling "not there" (fetch the model) from other I/O
+/// failures.
+pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>, EmbedError> {
+    std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             EmbedError::MissingFile {
                 path: path.to_path_buf(),
@@ -187,7 +188,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedErro
                 source,
             }
         }
-    })?;
+    })
+}
+
+/// Read a JSON file, telling apart "not there" (fetch the model) from "not valid".
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
+    let bytes = read_model_file(path)?;
     serde_json::from_slice(&bytes).map_err(|e| EmbedError::BadConfig {
         path: path.to_path_buf(),
         reason: e.to_string(),

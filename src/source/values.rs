@@ -159,20 +159,7 @@ pub(crate) fn sql_to_json(
         V::Double(v) => float64(v),
         V::Date(year, month, day, hour, minute, second, micros) => match ty {
             "date" => date(year, month, day, column.nullable),
-            "timestamp" => datetime(
-                [
-                    year,
-                    month.into(),
-                    day.into(),
-                    hour.into(),
-                    minute.into(),
-                    second.into(),
-                ],
-                micros,
-                fsp,
-                column.nullable,
-                "Z",
-            ),
+            // TIMESTAMP is stored in UTC; DATETIME has no zone.
             _ => datetime(
                 [
                     year,
@@ -185,7 +172,7 @@ pub(crate) fn sql_to_json(
                 micros,
                 fsp,
                 column.nullable,
-                "",
+                if ty == "timestamp" { "Z" } else { "" },
             ),
         },
         V::Time(negative, days, hours, minutes, seconds, micros) => time(

@@ -170,14 +170,7 @@ async fn the_seeds_three_update_storm_costs_one_embedding_and_one_write() {
     let embedded_before = metric("vecsync_embeddings_computed_total", "");
     let posts_before = batch_posts_with(&stack, "TS-001");
 
-    stack
-        .db
-        .exec(
-            "UPDATE catalog.products SET description = 'new description 1' WHERE sku = 'TS-001';
-             UPDATE catalog.products SET description = 'new description 2' WHERE sku = 'TS-001';
-             UPDATE catalog.products SET description = 'new description 3' WHERE sku = 'TS-001';",
-        )
-        .await;
+    stack.db.exec(crate::harness::stack::SEED_STORM_SQL).await;
     stack
         .wait_object("the last description", "TS-001", |o| {
             o.is_some_and(|o| o["properties"]["description"] == "new description 3")

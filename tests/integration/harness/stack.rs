@@ -22,6 +22,13 @@ use super::{DEFAULT_DEADLINE, free_port, wait_until};
 /// The seed's table (and sample rows), from the file docker-compose.yml loads.
 pub const CATALOG_SQL: &str = include_str!("../../../schema/catalog.sql");
 
+/// The seed article's update storm: one product's description changed three times in a row,
+/// each statement its own transaction.
+pub const SEED_STORM_SQL: &str =
+    "UPDATE catalog.products SET description = 'new description 1' WHERE sku = 'TS-001';
+UPDATE catalog.products SET description = 'new description 2' WHERE sku = 'TS-001';
+UPDATE catalog.products SET description = 'new description 3' WHERE sku = 'TS-001';";
+
 /// The real model, fetched by scripts/fetch-model.
 pub fn model_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
