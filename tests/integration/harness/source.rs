@@ -132,6 +132,21 @@ impl Running {
     }
 
     /// Cancel the source and wait for it to end; returns its result.
+    /// Expect the snapshot of a one-row table (one `r` event), then run `insert` (one row) and
+    /// expect it streamed as one `c` event; then stop cleanly.
+    pub async fn expect_read_then_insert(mut self, server: &MariaDb, insert: &str) {
+        use vecsync::event::Op;
+        let (reads, _) = self.transaction().await;
+        assert_eq!(reads.iter().map(|e| e.op).collect::<Vec<_>>(), [Op::Read]);
+        server.exec(insert).await;
+        let (events, _) = self.transaction().await;
+        assert_eq!(
+            events.iter().map(|e| e.op).collect::<Vec<_>>(),
+            [Op::Create]
+        );
+        self.stop().await.expect("stop");
+    }
+
     pub async fn stop(mut self) -> Result<(), SourceError> {
         self.cancel.cancel();
         match self.handle.take() {
