@@ -117,6 +117,9 @@ async fn snapshot_then_stream_every_op() {
         .await
         .expect("object");
     assert_same_vector(&vector(&obj), v3);
+    // The delete and the write of one batch go out concurrently; once the checkpoint covers the
+    // change, Weaviate has confirmed both.
+    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
     assert!(
         stack.object("NEW-1").is_none(),
         "the old sku's object was deleted"
