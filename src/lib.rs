@@ -11,6 +11,7 @@
 //! event up to that position: delivery is at-least-once, and deterministic object ids make a
 //! replay harmless.
 
+pub mod backoff;
 pub mod checkpoint;
 pub mod config;
 pub mod dedup;

@@ -25,6 +25,7 @@ use self::deadletter::DeadLetters;
 use self::emit::EventWriter;
 use self::vectors::Vectors;
 use self::worker::{BatchLimits, Worker};
+use crate::backoff::Attempts;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{Config, redact_url};
 use crate::dedup::{CacheConfig, EmbeddingCache};
@@ -172,7 +173,7 @@ async fn replicate(
 /// Wait until Weaviate answers and the class is usable. Transient failures (Weaviate still
 /// starting) are retried forever; an incompatible class or a bad API key stops vecsync.
 async fn wait_for_weaviate(sink: &WeaviateSink, health: &Health) -> Result<(), PipelineError> {
-    let mut attempt = 0u32;
+    let mut attempts = Attempts::new(worker::HOLD_BACKOFF);
     loop {
         let checked = match sink.ready().await {
             Ok(()) => sink.ensure_schema().await,
@@ -184,10 +185,9 @@ async fn wait_for_weaviate(sink: &WeaviateSink, health: &Health) -> Result<(), P
                 return Ok(());
             }
             Err(error) if error.is_transient() => {
-                attempt += 1;
+                let delay = attempts.fail(None);
                 health.set_not_ready(format!("waiting for Weaviate: {error}"));
-                let delay = worker::backoff(attempt);
-                tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "Weaviate not ready; waiting");
+                tracing::warn!(%error, attempt = attempts.failures(), retry_in_ms = delay.as_millis() as u64, "Weaviate not ready; waiting");
                 tokio::time::sleep(delay).await;
             }
             Err(error) => return Err(error.into()),

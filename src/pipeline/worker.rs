@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +26,7 @@ use super::batch::{self, Planned};
 use super::deadletter::DeadLetters;
 use super::emit::EventWriter;
 use super::vectors::{Need, Vectors};
+use crate::backoff::{Attempts, Backoff};
 use crate::checkpoint::Checkpoint;
 use crate::event::{ChangeEvent, Commit, Op, SourceMessage, now_ms};
 use crate::sink::{OpOutcome, SinkError, WeaviateSink, WriteOp};
@@ -333,22 +335,24 @@ impl Worker {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, SinkError>> + 's,
     {
-        let mut attempt: u32 = 0;
+        let mut attempts = Attempts::new(HOLD_BACKOFF);
         loop {
             match call().await {
                 Ok(v) => {
-                    if attempt > 0 {
-                        tracing::info!(attempts = attempt + 1, "Weaviate is back; writing again");
+                    if attempts.failures() > 0 {
+                        tracing::info!(
+                            attempts = attempts.failures() + 1,
+                            "Weaviate is back; writing again"
+                        );
                         self.health.set_ready();
                     }
                     return Ok(v);
                 }
                 Err(error) if error.is_transient() => {
-                    attempt += 1;
+                    let delay = attempts.fail(None);
                     self.health
                         .set_not_ready(format!("Weaviate unavailable: {error}"));
-                    let delay = backoff(attempt);
-                    tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "Weaviate write failed; retrying, binlog position held");
+                    tracing::warn!(%error, attempt = attempts.failures(), retry_in_ms = delay.as_millis() as u64, "Weaviate write failed; retrying, binlog position held");
                     tokio::time::sleep(delay).await;
                 }
                 Err(error) => return Err(PipelineError::Sink(error)),
@@ -357,12 +361,9 @@ impl Worker {
     }
 }
 
-/// 200 ms doubling to 30 s, with up to 25 % jitter so restarted replicas do not retry in step.
-pub(super) fn backoff(attempt: u32) -> Duration {
-    let base = 200u64.saturating_mul(1u64 << attempt.min(8)).min(30_000);
-    let jitter = rand::random_range(0..=base / 4);
-    Duration::from_millis(base + jitter)
-}
+/// The pipeline's outer retry while it holds the binlog position: 200 ms doubling to 30 s.
+pub(super) const HOLD_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
 
 fn sku_hint(event: &ChangeEvent) -> Option<String> {
     event
@@ -375,25 +376,4 @@ fn sku_hint(event: &ChangeEvent) -> Option<String> {
                 .map(str::to_owned)
                 .unwrap_or_else(|| v.to_string())
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let first = backoff(1);
-        assert!(
-            first >= Duration::from_millis(400) && first <= Duration::from_millis(500),
-            "{first:?}"
-        );
-        for attempt in [9, 20, u32::MAX] {
-            let d = backoff(attempt);
-            assert!(
-                d >= Duration::from_secs(30) && d <= Duration::from_millis(37_500),
-                "{d:?}"
-            );
-        }
-    }
 }

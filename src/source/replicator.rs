@@ -20,6 +20,7 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{Secret, SnapshotMode, TableRef};
 use crate::event::{Commit, SourceMessage, now_ms};
 use crate::position::GtidPosition;
@@ -309,21 +310,10 @@ impl BinlogSource {
     }
 }
 
-/// 250 ms doubling to at most 30 s.
+/// MariaDB reconnects: 250 ms doubling to at most 30 s.
+const RECONNECT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+
 fn backoff(attempt: u32) -> Duration {
-    let ms = 250u64.saturating_mul(1 << attempt.saturating_sub(1).min(7));
-    Duration::from_millis(ms.min(30_000))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(250));
-        assert_eq!(backoff(2), Duration::from_millis(500));
-        assert_eq!(backoff(8), Duration::from_millis(30_000));
-        assert_eq!(backoff(100), Duration::from_millis(30_000));
-    }
+    RECONNECT_BACKOFF.delay(attempt, None)
 }

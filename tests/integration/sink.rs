@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use vecsync::backoff::Backoff;
 use vecsync::sink::{
     ApiKey, ClassSchema, ConsistencyLevel, OpOutcome, Product, RetryPolicy, SchemaStatus,
     SinkError, WeaviateConfig, WeaviateSink, WriteOp, decimal_to_json_number, product_id,
@@ -75,8 +76,7 @@ impl Target {
         cfg.timeout = Duration::from_secs(10);
         cfg.retry = RetryPolicy {
             max_attempts: 4,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(50),
+            backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(50)),
         };
         cfg
     }
@@ -743,8 +743,7 @@ async fn unreachable_weaviate_is_a_transient_error() {
     let mut cfg = WeaviateConfig::new(format!("http://user:hunter2@127.0.0.1:{port}"));
     cfg.retry = RetryPolicy {
         max_attempts: 2,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(2),
+        backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
     };
     let err = WeaviateSink::new(cfg)
         .expect("valid")
