@@ -85,8 +85,12 @@ pub struct ChangeEvent {
 pub struct Commit {
     /// The position just after this transaction: resuming from it replays nothing before it.
     pub position: GtidPosition,
-    /// Commit time on the server, milliseconds since the epoch.
+    /// Commit time on the server, milliseconds since the epoch (binlog timestamps have one-second
+    /// resolution).
     pub ts_ms: i64,
+    /// When vecsync read the commit from the binlog, milliseconds since the epoch: the start of
+    /// the millisecond-resolution commit-to-visible measurement.
+    pub seen_ms: i64,
 }
 
 /// What the source yields: the events of a transaction in order, then its commit.
@@ -101,6 +105,71 @@ pub struct Commit {
 pub enum SourceMessage {
     Event(ChangeEvent),
     Commit(Commit),
+    /// A reconciling snapshot's progress, merged into the stream at exact positions.
+    Snapshot(SnapshotMessage),
+}
+
+/// What a running snapshot tells the pipeline, in stream order.
+///
+/// # Semantics
+/// A [`SnapshotChunk`]'s rows are the table's state at the chunk's `position`, and the source sends
+/// the chunk exactly where its stream reached that position: every change committed before it came
+/// earlier, every later change comes after. A later change to one of its rows (which carries the
+/// whole row) therefore supersedes that row. An [`Absence`] works the same way for rows that no
+/// longer exist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotMessage {
+    /// A snapshot began, or resumed from the checkpoint.
+    Started(SnapshotStarted),
+    /// Rows of one chunk, in key order.
+    Chunk(SnapshotChunk),
+    /// The answer to an absence check the pipeline asked for (stale objects to remove).
+    Absent(Absence),
+}
+
+/// A snapshot began or resumed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotStarted {
+    /// Names this snapshot in the checkpoint; a resumed snapshot keeps its id.
+    pub id: String,
+    /// True when it continues a snapshot recorded in the checkpoint.
+    pub resumed: bool,
+    /// Why it runs (`no checkpoint`, `--snapshot always`, `binlog purged`, ...), for logs.
+    pub reason: String,
+    /// information_schema's estimate of the table's rows.
+    pub estimated_rows: u64,
+}
+
+/// One chunk of a snapshot: rows read in one consistent read at `position`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotChunk {
+    pub snapshot_id: String,
+    /// 0, 1, 2, ... within the snapshot (a resumed snapshot continues the numbering).
+    pub seq: u64,
+    /// The GTID position the rows were read at.
+    pub position: GtidPosition,
+    /// `r` events, in key order.
+    pub rows: Vec<ChangeEvent>,
+    /// The key of the last row of this chunk (JSON values, one per key column), `None` for an
+    /// empty chunk. Recorded in the checkpoint once the chunk is confirmed: a resumed snapshot
+    /// reads after it.
+    pub last_key: Option<Vec<serde_json::Value>>,
+    /// True for the snapshot's last chunk.
+    pub last: bool,
+}
+
+/// Of the values the pipeline asked about, those no row of the table has at `position`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Absence {
+    pub snapshot_id: String,
+    /// The number the pipeline gave the request.
+    pub request: u64,
+    /// The GTID position of the consistent read that decided absence.
+    pub position: GtidPosition,
+    /// The column asked about (e.g. `sku`).
+    pub column: String,
+    /// The absent values.
+    pub absent: Vec<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.

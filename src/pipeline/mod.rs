@@ -57,6 +57,8 @@ pub enum PipelineError {
     Telemetry(#[from] TelemetryError),
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("internal error (a bug, please report it): {0}")]
+    Internal(String),
 }
 
 /// Run the sidecar until `cancel` fires (`Ok`) or a definite error stops it.

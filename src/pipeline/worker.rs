@@ -146,6 +146,12 @@ impl Worker {
                     events_since_commit = 0;
                     last_commit = Some(c);
                 }
+                SourceMessage::Snapshot(_) => {
+                    return Err(PipelineError::Internal(
+                        "chunked snapshot messages reached a pipeline that cannot merge them"
+                            .into(),
+                    ));
+                }
             }
         }
         if !events.is_empty() {

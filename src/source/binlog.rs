@@ -629,6 +629,7 @@ impl<'c, 's> Decoder<'c, 's> {
         let done = Commit {
             position: self.state.position.clone(),
             ts_ms: i64::from(header.timestamp()) * 1000,
+            seen_ms: now_ms(),
         };
         if !commit {
             if group.sent_early > 0 {

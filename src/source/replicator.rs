@@ -204,6 +204,7 @@ impl BinlogSource {
                         let start = Commit {
                             position: p.clone(),
                             ts_ms: now_ms(),
+                            seen_ms: now_ms(),
                         };
                         plan = Plan::Stream(p);
                         emitter.send(SourceMessage::Commit(start)).await

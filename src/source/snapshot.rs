@@ -194,6 +194,7 @@ pub(crate) async fn snapshot(
         .send(SourceMessage::Commit(Commit {
             position: position.clone(),
             ts_ms: started_ms,
+            seen_ms: now_ms(),
         }))
         .await?;
     tracing::info!(%table, rows = count, %position, "snapshot done");

@@ -41,6 +41,7 @@ async fn reads_every_row_then_streams_from_the_snapshot_position() {
         match source.next().await {
             SourceMessage::Event(e) => reads.push(e),
             SourceMessage::Commit(c) => break c,
+            SourceMessage::Snapshot(s) => panic!("unexpected snapshot message {s:?}"),
         }
     };
     assert_eq!(
@@ -232,6 +233,7 @@ async fn replay_until(
                 Some(end) if c.position.covers(end) => return c.position,
                 Some(_) => {}
             },
+            SourceMessage::Snapshot(s) => panic!("unexpected snapshot message {s:?}"),
         }
     }
 }

@@ -99,6 +99,9 @@ impl Running {
                         let _ = c;
                     }
                     Ok(Some(SourceMessage::Commit(c))) => return (events, c),
+                    Ok(Some(SourceMessage::Snapshot(s))) => {
+                        panic!("{caller}: unexpected snapshot message {s:?}")
+                    }
                     Ok(None) => panic!("{caller}: the source stopped"),
                     Err(_) => panic!("{caller}: no transaction within {DEFAULT_DEADLINE:?}"),
                 }
@@ -121,6 +124,9 @@ impl Running {
                     Ok(Some(SourceMessage::Commit(_))) => {}
                     Ok(Some(SourceMessage::Event(e))) => {
                         panic!("{caller}: unexpected event {e:?}")
+                    }
+                    Ok(Some(SourceMessage::Snapshot(s))) => {
+                        panic!("{caller}: unexpected snapshot message {s:?}")
                     }
                     Ok(None) => panic!("{caller}: the source stopped"),
                     Err(_) => panic!(
