@@ -128,9 +128,14 @@ pub struct RunArgs {
     /// Most change events per batch (one model call and one Weaviate batch each).
     #[arg(long, env = "VECSYNC_BATCH_SIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
-    /// How long a batch waits for more events after its first one, in milliseconds.
+    /// While events keep coming, the longest a batch waits after its first one for more, in
+    /// milliseconds (lets a storm coalesce).
     #[arg(long, env = "VECSYNC_BATCH_WAIT_MS", default_value_t = 10)]
     pub batch_wait_ms: u64,
+    /// A batch goes on as soon as no event arrived for this long, in milliseconds: at a low write
+    /// rate a commit waits only this, not the whole --batch-wait-ms.
+    #[arg(long, env = "VECSYNC_BATCH_IDLE_MS", default_value_t = 1)]
+    pub batch_idle_ms: u64,
     /// On SIGTERM/SIGINT, how long to finish the in-flight batch before exiting anyway, in seconds.
     #[arg(long, env = "VECSYNC_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     pub shutdown_timeout_secs: u64,
@@ -208,6 +213,7 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     pub batch_size: usize,
     pub batch_wait: Duration,
+    pub batch_idle: Duration,
     pub shutdown_timeout: Duration,
 }
 
@@ -270,6 +276,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr,
             batch_size: self.batch_size as usize,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
+            batch_idle: Duration::from_millis(self.batch_idle_ms.min(self.batch_wait_ms)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })
     }

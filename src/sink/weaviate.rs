@@ -492,12 +492,17 @@ impl WeaviateSink {
         ops: &[WriteOp],
         indices: &[usize],
     ) -> Result<Vec<(usize, OpOutcome)>, SinkError> {
+        let ids: Vec<Uuid> = indices.iter().map(|&i| product_id(ops[i].sku())).collect();
+        self.delete_ids(&ids).await?;
+        Ok(indices.iter().map(|&i| (i, OpOutcome::Done)).collect())
+    }
+
+    /// Delete these objects by id, in as few `DELETE /v1/batch/objects` calls as Weaviate's
+    /// limit allows. Missing ids are fine.
+    pub async fn delete_ids(&self, ids: &[Uuid]) -> Result<(), SinkError> {
         let class = &self.inner.class;
-        for chunk in indices.chunks(BATCH_DELETE_MAX) {
-            let ids: Vec<String> = chunk
-                .iter()
-                .map(|&i| product_id(ops[i].sku()).hyphenated().to_string())
-                .collect();
+        for chunk in ids.chunks(BATCH_DELETE_MAX) {
+            let ids: Vec<String> = chunk.iter().map(|id| id.hyphenated().to_string()).collect();
             let body = json!({
                 "match": {
                     "class": class,
@@ -531,7 +536,7 @@ impl WeaviateSink {
                 });
             }
         }
-        Ok(indices.iter().map(|&i| (i, OpOutcome::Done)).collect())
+        Ok(())
     }
 
     /// The per-object results of a batch write: id and, for a failed object, Weaviate's message.

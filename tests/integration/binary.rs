@@ -277,7 +277,7 @@ async fn checkpoint_show_prints_the_position() {
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(shown["gtid"], pos.as_str());
     assert_eq!(shown["table"], "catalog.products");
-    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["version"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,9 +163,9 @@ async fn snapshot_then_stream_every_op() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_three_update_storm_costs_one_embedding_and_one_write() {
     let stack = Stack::start().await;
-    // A batch window long enough that three back-to-back statements land in one batch even on a
-    // loaded CI machine; coalescing within the batch is what is under test.
-    let running = stack.run_in_process(&["--batch-wait-ms", "300"]);
+    // A batch window and idle gap long enough that three back-to-back statements land in one
+    // batch even on a loaded CI machine; coalescing within the batch is what is under test.
+    let running = stack.run_in_process(&["--batch-wait-ms", "300", "--batch-idle-ms", "300"]);
     stack
         .wait_object("the seed rows", "TS-001", |o| o.is_some())
         .await;
@@ -250,14 +250,25 @@ async fn price_only_updates_keep_the_vector_and_are_not_embedded() {
         vector(&before),
         "the stored vector was kept"
     );
-    assert!(
-        stack
-            .weaviate
-            .requests()
-            .iter()
-            .any(|r| r.method == "PATCH"),
-        "price changes are written as PATCH without a vector"
-    );
+    // No PATCH: each write is the whole object with the vector Weaviate already had.
+    let requests = stack.weaviate.requests();
+    assert!(requests.iter().all(|r| r.method != "PATCH"), "no PATCH");
+    let id = product_id("JN-001").to_string();
+    let writes: Vec<&serde_json::Value> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/batch/objects")
+        .filter_map(|r| r.body.as_ref())
+        .flat_map(|b| b["objects"].as_array().into_iter().flatten())
+        .filter(|o| o["id"] == id.as_str())
+        .collect();
+    assert!(writes.len() >= 2, "the price changes were written");
+    for w in writes {
+        assert_eq!(
+            w["vector"].as_array().map(|v| v.len()),
+            Some(384),
+            "every write carries the vector"
+        );
+    }
     running.stop().await;
 }
 
@@ -564,8 +575,8 @@ async fn a_price_change_of_an_object_missing_from_weaviate_writes_it_whole() {
     assert_eq!(status.as_u16(), 204);
     assert!(stack.object("TS-001").is_none());
 
-    // A price-only change is a PATCH; it finds no object, so the whole object is written again,
-    // with the vector of its (unchanged) description.
+    // A price-only change: vecsync asks Weaviate what it holds, finds nothing, and writes the
+    // whole object again with a fresh vector of its (unchanged) description.
     stack
         .db
         .exec("UPDATE catalog.products SET price = 24.00 WHERE sku = 'TS-001'")
@@ -576,14 +587,19 @@ async fn a_price_change_of_an_object_missing_from_weaviate_writes_it_whole() {
         .expect("object");
     assert_eq!(obj["properties"]["price"], serde_json::json!(24.0));
     assert_eq!(vector(&obj).len(), 384);
-    let id = product_id("TS-001").to_string();
+    let golden = vecsync::embed::Embedder::load(&crate::harness::stack::model_dir())
+        .expect("model")
+        .embed(&["A classic crew-neck t-shirt made from 100% premium cotton."])
+        .expect("embed")
+        .remove(0);
+    crate::harness::stack::assert_same_vector(&vector(&obj), &golden);
     assert!(
         stack
             .weaviate
             .requests()
             .iter()
-            .any(|r| r.method == "PATCH" && r.path.ends_with(&id)),
-        "the price change was tried as a PATCH first"
+            .all(|r| r.method != "PATCH"),
+        "no PATCH"
     );
     running.stop().await;
 }
