@@ -95,7 +95,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Pipeli
     tracing::info!(
         table = %config.table,
         mariadb = %redact_url(&config.mariadb_url),
-        weaviate = %config.weaviate_url,
+        weaviate = %redact_url(&config.weaviate_url),
         class = %config.class,
         memcached = config.memcached.as_deref().unwrap_or("off"),
         metrics = %metrics_addr,

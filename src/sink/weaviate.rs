@@ -176,6 +176,12 @@ impl WeaviateSink {
             ));
         }
 
+        if cfg.api_key.is_some() && base.scheme() == "http" && !is_loopback(&base) {
+            warn!(
+                endpoint = %endpoint,
+                "the Weaviate API key travels over plain http: anyone on the path can read it; use https"
+            );
+        }
         let mut headers = HeaderMap::new();
         if let Some(key) = &cfg.api_key {
             let mut value =
@@ -859,6 +865,18 @@ impl WeaviateSink {
     }
 }
 
+/// Whether the URL's host is this machine (plain http to it does not cross a network).
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Split the configured URL into the `/v1/` base every path is joined to, and a printable
 /// `scheme://host:port` without credentials.
 fn base_url(raw: &str) -> Result<(Url, String), SinkError> {
@@ -939,6 +957,20 @@ mod tests {
         assert_eq!(endpoint, "https://db.example:443");
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart() {
+        for (url, want) in [
+            ("http://localhost:8080", true),
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://weaviate:8080", false),
+            ("http://10.0.0.7:8080", false),
+        ] {
+            let (base, _) = base_url(url).expect("valid");
+            assert_eq!(is_loopback(&base), want, "{url}");
+        }
     }
 
     #[test]
