@@ -33,6 +33,7 @@ pub const BATCH_SIZE: &str = "vecsync_batch_size";
 pub const BINLOG_LAG_SECONDS: &str = "vecsync_binlog_lag_seconds";
 pub const COMMIT_TO_VISIBLE_SECONDS: &str = "vecsync_commit_to_visible_seconds";
 pub const CHECKPOINT_SEQUENCE: &str = "vecsync_checkpoint_sequence";
+pub const READY: &str = "vecsync_ready";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -130,6 +131,10 @@ fn describe() {
         "From the MariaDB commit (1 s resolution) to Weaviate confirming the write."
     );
     describe_gauge!(
+        READY,
+        "1 while /readyz answers 200; 0 while starting or holding the position (the reason is on /readyz)."
+    );
+    describe_gauge!(
         CHECKPOINT_SEQUENCE,
         "Sequence number of the checkpoint GTID, per replication domain."
     );
@@ -175,15 +180,20 @@ impl Default for Health {
 
 impl Health {
     pub fn new() -> Arc<Self> {
+        metrics::gauge!(READY).set(0.0);
         Arc::new(Self::default())
     }
 
     pub fn set_ready(&self) {
         self.lock().not_ready = None;
+        // A gauge as well as /readyz: the "not ready for N minutes" alert needs a series, and a
+        // sidecar has no readiness probe (it would take MariaDB out of its Service).
+        metrics::gauge!(READY).set(1.0);
     }
 
     pub fn set_not_ready(&self, reason: impl Into<String>) {
         self.lock().not_ready = Some(reason.into());
+        metrics::gauge!(READY).set(0.0);
     }
 
     /// `None` when ready, else why not.
