@@ -148,12 +148,12 @@ pub struct RunArgs {
 pub enum ConfigError {
     #[error("--table must be db.table, got {0:?}")]
     Table(String),
-    #[error("cannot read the MariaDB password file {path}: {source}")]
+    #[error("cannot read the MariaDB password file {path}")]
     PasswordFile {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read the Weaviate API key file {path}: {source}")]
+    #[error("cannot read the Weaviate API key file {path}")]
     ApiKeyFile {
         path: PathBuf,
         source: std::io::Error,
@@ -449,9 +449,27 @@ mod tests {
         .expect("parse")
         .run
         .into_config()
-        .expect_err("a missing key file is an error, not anonymous access")
-        .to_string();
-        assert!(err.contains("Weaviate API key file"), "{err}");
+        .expect_err("a missing key file is an error, not anonymous access");
+        assert!(err.to_string().contains("Weaviate API key file"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_names_its_cause_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().expect("utf8 path");
+        for flag in ["--mariadb-password-file", "--weaviate-api-key-file"] {
+            let err = Cli::try_parse_from(["vecsync", flag, missing])
+                .expect("parse")
+                .run
+                .into_config()
+                .expect_err("a missing file is an error");
+            // main prints the chain with {:#}: the io error is the source, so the message
+            // itself must not repeat it.
+            let chain = format!("{:#}", anyhow::Error::from(err));
+            assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
+            assert!(chain.contains(missing), "{chain}");
+        }
     }
 
     #[test]
