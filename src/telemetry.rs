@@ -40,6 +40,7 @@ pub const COMMIT_TO_VISIBLE_SECONDS: &str = "vecsync_commit_to_visible_seconds";
 pub const CHECKPOINT_SEQUENCE: &str = "vecsync_checkpoint_sequence";
 pub const WRITES_SKIPPED_TOTAL: &str = "vecsync_writes_skipped_total";
 pub const STALE_DELETED_TOTAL: &str = "vecsync_stale_objects_deleted_total";
+pub const READY: &str = "vecsync_ready";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -146,6 +147,10 @@ fn describe() {
         "From vecsync reading a transaction's commit in the binlog to Weaviate confirming its writes."
     );
     describe_gauge!(
+        READY,
+        "1 while /readyz answers 200; 0 while starting or holding the position (the reason is on /readyz)."
+    );
+    describe_gauge!(
         CHECKPOINT_SEQUENCE,
         "Sequence number of the checkpoint GTID, per replication domain."
     );
@@ -201,6 +206,7 @@ impl Default for Health {
 
 impl Health {
     pub fn new() -> Arc<Self> {
+        metrics::gauge!(READY).set(0.0);
         Arc::new(Self::default())
     }
 
@@ -216,12 +222,16 @@ impl Health {
 
     /// `component` holds the position, for `reason`.
     pub fn set_held(&self, component: &'static str, reason: impl Into<String>) {
-        self.lock().held.insert(component, reason.into());
+        let mut state = self.lock();
+        state.held.insert(component, reason.into());
+        export_ready(&state);
     }
 
     /// `component` no longer holds anything.
     pub fn clear_held(&self, component: &'static str) {
-        self.lock().held.remove(component);
+        let mut state = self.lock();
+        state.held.remove(component);
+        export_ready(&state);
     }
 
     /// `None` when ready, else every reason why not.
@@ -269,6 +279,12 @@ impl Health {
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `vecsync_ready` as well as `/readyz`: the "not ready for N minutes" alert needs a series, and a
+/// sidecar has no readiness probe (it would take MariaDB out of its Service).
+fn export_ready(state: &HealthState) {
+    metrics::gauge!(READY).set(if state.held.is_empty() { 1.0 } else { 0.0 });
 }
 
 #[derive(Clone)]

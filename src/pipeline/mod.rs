@@ -157,6 +157,7 @@ async fn replicate(
         }
     };
     health.set_ready();
+    crate::notify::ready();
 
     let cache = Arc::new(EmbeddingCache::new(CacheConfig {
         ttl: config.cache_ttl,

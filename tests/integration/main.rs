@@ -14,6 +14,7 @@ mod binlog_restart;
 mod binlog_tls;
 mod binlog_types;
 mod dedup;
+mod deploy;
 mod embed;
 mod fail_closed;
 mod harness;
