@@ -307,6 +307,92 @@ async fn weaviate_credentials_never_reach_the_logs_and_plain_http_keys_are_warne
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_the_gtid_of_a_write_then_read_it_every_time() {
+    use mysql_async::prelude::Queryable;
+    let stack = Stack::start().await;
+    let mut vecsync = stack.spawn_binary(&[]);
+    let base = format!("http://127.0.0.1:{}", stack.metrics_port);
+    let http = reqwest::Client::new();
+    wait_until(
+        "vecsync to confirm the snapshot",
+        DEFAULT_DEADLINE,
+        || async {
+            let r = http.get(format!("{base}/position")).send().await.ok()?;
+            (r.status().as_u16() == 200).then_some(())
+        },
+    )
+    .await;
+
+    // The application's recipe: COMMIT, SELECT @@last_gtid on the same connection, then /wait.
+    let mut conn = stack.db.conn().await;
+    for i in 0..25 {
+        let sku = format!("RYW-{i}");
+        conn.query_drop(format!(
+            "INSERT INTO catalog.products (sku, name, description, price) VALUES ('{sku}', 'n', 'read your writes {i}', 1.00)"
+        ))
+        .await
+        .expect("insert");
+        let gtid: String = conn
+            .query_first("SELECT @@last_gtid")
+            .await
+            .expect("last gtid")
+            .expect("a gtid");
+        let r = http
+            .get(format!("{base}/wait?gtid={gtid}&timeout_ms=10000"))
+            .send()
+            .await
+            .expect("wait");
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "write {i} ({gtid}) confirmed in time"
+        );
+        let body: serde_json::Value = r.json().await.expect("json");
+        let confirmed: GtidPosition = body["gtid"].as_str().expect("gtid").parse().expect("gtid");
+        assert!(confirmed.covers(&gtid.parse().expect("gtid")), "{body}");
+        // No polling: once /wait said so, the object is there.
+        let obj = stack
+            .object(&sku)
+            .unwrap_or_else(|| panic!("{sku} readable after /wait"));
+        assert_eq!(
+            obj["properties"]["description"],
+            format!("read your writes {i}")
+        );
+    }
+    conn.disconnect().await.expect("disconnect");
+
+    // A position nobody wrote yet: 408 after the timeout; nonsense: 400.
+    let r = http
+        .get(format!("{base}/wait?gtid=0-223344-999999999&timeout_ms=50"))
+        .send()
+        .await
+        .expect("wait");
+    assert_eq!(r.status().as_u16(), 408);
+    let r = http
+        .get(format!("{base}/wait?gtid=not-a-gtid"))
+        .send()
+        .await
+        .expect("wait");
+    assert_eq!(r.status().as_u16(), 400);
+    let position: serde_json::Value = http
+        .get(format!("{base}/position"))
+        .send()
+        .await
+        .expect("position")
+        .json()
+        .await
+        .expect("json");
+    let shown: GtidPosition = position["gtid"]
+        .as_str()
+        .expect("gtid")
+        .parse()
+        .expect("gtid");
+    sigterm(&vecsync);
+    wait_exit(&mut vecsync, Duration::from_secs(30)).await;
+    assert!(checkpoint(&stack).expect("checkpoint").covers(&shown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_show_prints_the_position() {
     let stack = Stack::start().await;
     let mut vecsync = stack.spawn_binary(&[]);
