@@ -53,10 +53,10 @@ use client::{Client, ClientError};
 
 /// Why a cache call failed (only ever logged and counted).
 #[derive(Debug, thiserror::Error)]
-#[error("memcached at {server}: {source}")]
+#[error("memcached at {server}: {cause}")]
 struct CacheError {
     server: String,
-    source: ClientError,
+    cause: ClientError,
 }
 
 enum State {
@@ -192,12 +192,12 @@ impl EmbeddingCache {
                         }
                         *state = State::Connected(c);
                     }
-                    Err(source) => {
+                    Err(cause) => {
                         self.go_down(
                             &mut state,
                             &CacheError {
                                 server: server.to_owned(),
-                                source,
+                                cause,
                             },
                         );
                         return None;
@@ -210,12 +210,12 @@ impl EmbeddingCache {
         };
         match call(client) {
             Ok(v) => Some(v),
-            Err(source) => {
+            Err(cause) => {
                 self.go_down(
                     &mut state,
                     &CacheError {
                         server: server.to_owned(),
-                        source,
+                        cause,
                     },
                 );
                 None

@@ -20,6 +20,7 @@ pub mod event;
 pub mod notify;
 pub mod pipeline;
 pub mod position;
+pub mod report;
 pub mod search;
 pub mod secret;
 pub mod sink;

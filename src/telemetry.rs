@@ -46,10 +46,10 @@ pub const READY: &str = "vecsync_ready";
 pub enum TelemetryError {
     #[error("cannot install the Prometheus recorder: {0}")]
     Recorder(String),
-    #[error("cannot listen for metrics on {addr}: {source}; choose another --metrics-addr")]
+    #[error("cannot listen for metrics on {addr}: {cause}; choose another --metrics-addr")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("metrics server failed: {0}")]
     Serve(std::io::Error),
@@ -311,10 +311,10 @@ pub async fn serve(
 > {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| TelemetryError::Bind { addr, source })?;
+        .map_err(|cause| TelemetryError::Bind { addr, cause })?;
     let bound = listener
         .local_addr()
-        .map_err(|source| TelemetryError::Bind { addr, source })?;
+        .map_err(|cause| TelemetryError::Bind { addr, cause })?;
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -68,16 +68,29 @@ pub enum PipelineError {
     DeadLetter(#[from] deadletter::DeadLetterError),
     #[error(transparent)]
     Emit(#[from] emit::EmitError),
-    #[error("cannot load the embedding model: {0}")]
-    Model(#[from] EmbedError),
+    #[error("cannot load the embedding model: {}", crate::report::causes(.0))]
+    Model(EmbedError),
     #[error(transparent)]
     Vectors(#[from] vectors::VectorError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
     #[error("internal task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    Task(tokio::task::JoinError),
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
+}
+
+// Causes are part of the message (see `crate::report`), never also a `source()`.
+impl From<EmbedError> for PipelineError {
+    fn from(e: EmbedError) -> Self {
+        PipelineError::Model(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for PipelineError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        PipelineError::Task(e)
+    }
 }
 
 /// Run the sidecar until `cancel` fires (`Ok`) or a definite error stops it.
@@ -303,4 +316,30 @@ fn weaviate_config(config: &Config, dimension: usize) -> WeaviateConfig {
     weaviate.consistency_level = config.consistency_level;
     weaviate.vector_dimensions = dimension;
     weaviate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let missing = EmbedError::MissingFile {
+            path: "models/x/model.safetensors".into(),
+        };
+        let shown = format!("{:#}", anyhow::Error::from(PipelineError::from(missing)));
+        assert_eq!(shown.matches("is missing").count(), 1, "{shown}");
+        assert!(
+            shown.starts_with("cannot load the embedding model: model file"),
+            "{shown}"
+        );
+
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let e = PipelineError::from(CheckpointError::Write {
+            path: "/state/vecsync.checkpoint".into(),
+            cause: io,
+        });
+        let shown = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(shown.matches("Permission denied").count(), 1, "{shown}");
+    }
 }

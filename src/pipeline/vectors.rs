@@ -13,10 +13,22 @@ use crate::telemetry::{CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, EMBEDDINGS_COMPUTED
 
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
-    #[error("embedding failed: {0}")]
-    Embed(#[from] EmbedError),
+    #[error("embedding failed: {}", crate::report::causes(.0))]
+    Embed(EmbedError),
     #[error("the embedding worker stopped: {0}")]
-    Worker(#[from] tokio::task::JoinError),
+    Worker(tokio::task::JoinError),
+}
+
+impl From<EmbedError> for VectorError {
+    fn from(e: EmbedError) -> Self {
+        VectorError::Embed(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for VectorError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        VectorError::Worker(e)
+    }
 }
 
 /// The model plus its cache.

@@ -796,10 +796,10 @@ impl WeaviateSink {
     async fn send_once(&self, call: &Call) -> Result<Answer, SinkError> {
         // The call and endpoint are named in the error already; dropping reqwest's copy of the
         // URL keeps anything odd in it (query, credentials) out of messages.
-        let transport = |source: reqwest::Error| SinkError::Transport {
+        let transport = |cause: reqwest::Error| SinkError::Transport {
             endpoint: self.inner.endpoint.clone(),
             what: call.what(),
-            source: source.without_url(),
+            cause: cause.without_url(),
         };
         let mut url = self
             .inner
