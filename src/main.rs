@@ -39,9 +39,9 @@ struct SearchArgs {
     /// How many products to print.
     #[arg(long, default_value_t = 5)]
     limit: usize,
-    /// The sentence-transformers model directory (see scripts/fetch-model).
-    #[arg(long, env = "VECSYNC_MODEL", default_value = vecsync::embed::DEFAULT_MODEL_DIR)]
-    model: std::path::PathBuf,
+    /// The embedder the products were embedded with (the query must be embedded alike).
+    #[command(flatten)]
+    embedder: vecsync::embed::EmbedderArgs,
     /// Weaviate's REST endpoint.
     #[arg(long, env = "WEAVIATE_URL", default_value = "http://localhost:8080")]
     weaviate_url: String,
@@ -58,14 +58,19 @@ struct SearchArgs {
 
 #[derive(Debug, clap::Args)]
 struct EmbedArgs {
-    /// The sentence-transformers model directory (see scripts/fetch-model).
-    #[arg(long, env = "VECSYNC_MODEL", default_value = vecsync::embed::DEFAULT_MODEL_DIR)]
-    model: std::path::PathBuf,
+    /// The in-process model or a remote embedder, and the text template.
+    #[command(flatten)]
+    embedder: vecsync::embed::EmbedderArgs,
+    /// Print the embedding identity as JSON (fingerprint, dimension, model files' sha256 or the
+    /// remote model, template) instead of embedding.
+    #[arg(long, conflicts_with_all = ["file", "bench", "texts"])]
+    info: bool,
     /// Read texts from this file, one per line ("-" for standard input).
     #[arg(long, conflicts_with = "texts")]
     file: Option<std::path::PathBuf>,
-    /// Print speed figures (sentences/s, peak RSS) as JSON instead of the vectors.
-    #[arg(long)]
+    /// Print speed figures (sentences/s, peak RSS) of the in-process model as JSON instead of
+    /// the vectors.
+    #[arg(long, conflicts_with = "embedder")]
     bench: bool,
     /// Worker threads (default: one per core).
     #[arg(long, env = "VECSYNC_EMBED_THREADS", default_value_t = 0)]
@@ -77,7 +82,7 @@ struct EmbedArgs {
     #[arg(long, default_value_t = vecsync::embed::EmbedOptions::default().max_batch_tokens)]
     batch_tokens: usize,
     /// Texts to embed.
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present_any = ["file", "info"])]
     texts: Vec<String>,
 }
 
@@ -109,7 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let request = vecsync::search::SearchRequest {
                 query: args.query,
                 limit: args.limit,
-                model: args.model,
+                embedder: args.embedder.into_config()?,
                 weaviate_url: args.weaviate_url,
                 weaviate_api_key: args.weaviate_api_key.map(vecsync::secret::Secret::new),
                 class: args.class,
@@ -163,12 +168,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Embed(args) => {
+            let embedder = args.embedder.into_config()?;
+            if args.info {
+                let info = tokio::runtime::Runtime::new()?.block_on(embedder.info())?;
+                println!("{}", serde_json::to_string_pretty(&info)?);
+                return Ok(());
+            }
             let input = match args.file {
                 Some(path) => vecsync::embed::EmbedInput::File(path),
                 None => vecsync::embed::EmbedInput::Texts(args.texts),
             };
+            let model_dir = match &embedder.source {
+                vecsync::embed::EmbedderSource::Local(dir) => dir.clone(),
+                vecsync::embed::EmbedderSource::Remote(_) => {
+                    tokio::runtime::Runtime::new()?
+                        .block_on(embedder.embed_command(&input, &mut std::io::stdout().lock()))?;
+                    return Ok(());
+                }
+            };
             let cmd = vecsync::embed::EmbedCommand {
-                model_dir: args.model,
+                model_dir,
                 input,
                 bench: args.bench,
                 options: vecsync::embed::EmbedOptions {

@@ -1,12 +1,12 @@
-//! `vecsync search`: what a shopper's query finds. The query is embedded with the same model as
-//! the products, then Weaviate returns the nearest products by cosine distance.
+//! `vecsync search`: what a shopper's query finds. The query is embedded with the same embedder
+//! as the products (the in-process model or the remote server), then Weaviate returns the nearest
+//! products by cosine distance.
 //!
 //! The Weaviate side of this lives in [`crate::sink::search`], the one place that speaks the
 //! (deprecated) GraphQL `nearVector` query.
 
-use std::path::PathBuf;
-
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::args::OpenError;
+use crate::embed::{EmbedCallError, EmbedderConfig};
 use crate::secret::Secret;
 use crate::sink::{SearchHit, SinkError, WeaviateConfig, WeaviateSink};
 
@@ -15,7 +15,7 @@ use crate::sink::{SearchHit, SinkError, WeaviateConfig, WeaviateSink};
 pub struct SearchRequest {
     pub query: String,
     pub limit: usize,
-    pub model: PathBuf,
+    pub embedder: EmbedderConfig,
     pub weaviate_url: String,
     pub weaviate_api_key: Option<Secret>,
     pub class: String,
@@ -24,27 +24,25 @@ pub struct SearchRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     #[error(transparent)]
-    Embed(#[from] EmbedError),
+    Open(#[from] OpenError),
+    #[error("cannot embed the query: {0}")]
+    Embed(#[from] EmbedCallError),
     #[error(transparent)]
     Weaviate(#[from] SinkError),
-    #[error("the embedding worker stopped: {0}")]
-    Worker(#[from] tokio::task::JoinError),
 }
 
 /// The `limit` products nearest to the query, nearest first.
 pub async fn search(request: &SearchRequest) -> Result<Vec<SearchHit>, SearchError> {
-    let model = request.model.clone();
-    let query = request.query.clone();
-    let vector = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, EmbedError> {
-        let embedder = Embedder::load(&model)?;
-        let mut vectors = embedder.embed(&[query.as_str()])?;
-        Ok(vectors.pop().unwrap_or_default())
-    })
-    .await??;
+    let embedder = request.embedder.open().await?;
+    let vector = embedder
+        .embed(vec![request.query.clone()])
+        .await?
+        .pop()
+        .unwrap_or_default();
     let mut config = WeaviateConfig::new(request.weaviate_url.clone());
     config.api_key = request.weaviate_api_key.clone();
     config.class = request.class.clone();
-    config.vector_dimensions = vector.len();
+    config.vector_dimensions = vector.len().max(1);
     let sink = WeaviateSink::new(config)?;
     Ok(sink.near_vector(&vector, request.limit).await?)
 }

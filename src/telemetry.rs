@@ -33,6 +33,8 @@ pub const BATCH_SIZE: &str = "vecsync_batch_size";
 pub const BINLOG_LAG_SECONDS: &str = "vecsync_binlog_lag_seconds";
 pub const COMMIT_TO_VISIBLE_SECONDS: &str = "vecsync_commit_to_visible_seconds";
 pub const CHECKPOINT_SEQUENCE: &str = "vecsync_checkpoint_sequence";
+pub const EMBEDDER_REQUESTS_TOTAL: &str = "vecsync_embedder_requests_total";
+pub const EMBEDDER_FAILURES_TOTAL: &str = "vecsync_embedder_failures_total";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -114,6 +116,14 @@ fn describe() {
         DEAD_LETTERS_TOTAL,
         "Events Weaviate rejected for good, written to the dead-letter file."
     );
+    describe_counter!(
+        EMBEDDER_REQUESTS_TOTAL,
+        "Requests to the remote embedder (--embedder), retries included."
+    );
+    describe_counter!(
+        EMBEDDER_FAILURES_TOTAL,
+        "Remote embedder requests that failed: no answer, or an error status."
+    );
     describe_histogram!(
         BATCH_SIZE,
         Unit::Count,
@@ -141,6 +151,8 @@ fn describe() {
         REEMBEDS_SKIPPED_TOTAL,
         WEAVIATE_FAILURES_TOTAL,
         DEAD_LETTERS_TOTAL,
+        EMBEDDER_REQUESTS_TOTAL,
+        EMBEDDER_FAILURES_TOTAL,
     ] {
         metrics::counter!(counter).increment(0);
     }

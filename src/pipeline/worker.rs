@@ -25,7 +25,7 @@ use super::PipelineError;
 use super::batch::{self, Planned};
 use super::deadletter::DeadLetters;
 use super::emit::EventWriter;
-use super::vectors::{Need, Vectors};
+use super::vectors::{Embedded, Need, Vectors};
 use crate::backoff::{Attempts, Backoff};
 use crate::checkpoint::Checkpoint;
 use crate::event::{ChangeEvent, Commit, Op, SourceMessage, now_ms};
@@ -266,7 +266,7 @@ impl Worker {
                 _ => None,
             })
             .collect();
-        let mut vectors = self.vectors.get(&needs).await?.into_iter();
+        let mut vectors = self.embed_holding(&needs).await?.into_iter();
 
         let mut ops: Vec<WriteOp> = Vec::with_capacity(planned.len());
         let mut origins: Vec<Planned> = Vec::with_capacity(planned.len());
@@ -325,6 +325,35 @@ impl Worker {
             }
         }
         Ok(missing)
+    }
+
+    /// Vectors for `needs`; while the embedder is unavailable (a remote server down, 429, 5xx)
+    /// the call is retried with capped backoff, honouring `Retry-After`, the binlog position is
+    /// held and `/readyz` says why. A definite embedder error stops the pipeline.
+    async fn embed_holding(&self, needs: &[Need<'_>]) -> Result<Embedded, PipelineError> {
+        let mut attempts = Attempts::new(HOLD_BACKOFF);
+        loop {
+            match self.vectors.get(needs).await {
+                Ok(v) => {
+                    if attempts.failures() > 0 {
+                        tracing::info!(
+                            attempts = attempts.failures() + 1,
+                            "the embedder is back; embedding again"
+                        );
+                        self.health.set_ready();
+                    }
+                    return Ok(v);
+                }
+                Err(error) if error.is_transient() => {
+                    let delay = attempts.fail(error.retry_after());
+                    self.health
+                        .set_not_ready(format!("embedder unavailable: {error}"));
+                    tracing::warn!(%error, attempt = attempts.failures(), retry_in_ms = delay.as_millis() as u64, "embedding failed; retrying, binlog position held");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn write(&self, ops: &[WriteOp]) -> Result<Vec<OpOutcome>, PipelineError> {
