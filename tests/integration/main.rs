@@ -19,6 +19,7 @@ mod harness;
 mod mariadb_harness;
 mod pipeline;
 mod preflight;
+mod remote_embedder;
 mod sink;
 mod snapshot;
 mod weaviate_test_server;
