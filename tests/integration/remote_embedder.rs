@@ -220,6 +220,31 @@ async fn through_infinity_the_vectors_equal_the_golden_ones() {
     })
     .await;
     running.stop().await;
+
+    // An embedder that does not fit the index is refused at start: the probe's vectors have
+    // another dimension than the stored ones, or are not unit length for a cosine class.
+    let probe_answer = |vector: Vec<f32>| HttpFault {
+        path_suffix: "/embeddings".into(),
+        status: 200,
+        retry_after: None,
+        body: serde_json::json!({"data": [{"index": 0, "embedding": vector}]}).to_string(),
+    };
+    for (answer, expected) in [
+        (
+            vec![1.0, 0.0, 0.0],
+            "objects already stored have 384-dimension vectors, vecsync writes 3",
+        ),
+        (vec![1.0; 384], "needs unit-length vectors"),
+    ] {
+        proxy.inject(probe_answer(answer), 1);
+        let refused = stack.run_in_process(&["--embedder", &proxy.url("/v1")]);
+        let error = tokio::time::timeout(DEFAULT_DEADLINE, refused.task)
+            .await
+            .expect("refused within the deadline")
+            .expect("no panic")
+            .expect_err("an embedder that does not fit stops vecsync");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
