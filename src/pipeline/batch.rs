@@ -261,6 +261,7 @@ pub fn product_of(sku: String, row: &Row) -> Product {
         name: text_of(row, "name"),
         description: description_of(Some(row)),
         price: row.get("price").and_then(price_of),
+        extra: Default::default(),
     }
 }
 

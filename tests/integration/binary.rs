@@ -334,6 +334,7 @@ async fn search_finds_the_linen_beach_shirt_for_summer_party_wear() {
                 name: Some((*name).into()),
                 description: Some((*description).into()),
                 price: serde_json::Number::from_f64(10.0),
+                ..Product::default()
             },
             vector: Some(vector),
         })
