@@ -51,6 +51,19 @@ struct SearchArgs {
     /// Weaviate class to search.
     #[arg(long, env = "VECSYNC_CLASS", default_value = "Product")]
     class: String,
+    /// Rank by keywords (BM25 on name and description) and the vector together: Weaviate's
+    /// hybrid query.
+    #[arg(long)]
+    hybrid: bool,
+    /// Hybrid weight of the vector side, 0 (keywords only) to 1 (vector only); Weaviate's
+    /// default is 0.75.
+    #[arg(long, requires = "hybrid")]
+    alpha: Option<f32>,
+    /// Only products matching these conditions, e.g. 'price<50' or "price>=10 and name='Red
+    /// Shoe'": = != < <= > >= on sku, name, description and price, joined by `,` or `and`;
+    /// may be repeated.
+    #[arg(long = "where", value_name = "CONDITIONS")]
+    filters: Vec<String>,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
@@ -111,6 +124,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     vecsync::telemetry::init_logging(cli.log_format);
     match cli.command {
         Command::Search(args) => {
+            let mut filters = Vec::new();
+            for text in &args.filters {
+                filters.extend(vecsync::search::parse_where(text)?);
+            }
             let request = vecsync::search::SearchRequest {
                 query: args.query,
                 limit: args.limit,
@@ -118,20 +135,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 weaviate_url: args.weaviate_url,
                 weaviate_api_key: args.weaviate_api_key.map(vecsync::secret::Secret::new),
                 class: args.class,
+                hybrid: args.hybrid,
+                alpha: args.alpha,
+                filters,
             };
             let hits =
                 tokio::runtime::Runtime::new()?.block_on(vecsync::search::search(&request))?;
             for hit in hits {
                 let p = &hit.product;
                 if args.json {
-                    let line = serde_json::json!({
-                        "distance": hit.distance,
+                    let mut line = serde_json::json!({
                         "id": hit.id,
                         "sku": p.sku,
                         "name": p.name,
                         "description": p.description,
                         "price": p.price,
                     });
+                    // A vector search ranks by distance, a hybrid one by score.
+                    if let Some(d) = hit.distance {
+                        line["distance"] = d.into();
+                    }
+                    if let Some(s) = hit.score {
+                        line["score"] = s.into();
+                    }
                     println!("{line}");
                 } else {
                     let price = p
@@ -141,7 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or_else(|| "-".into());
                     println!(
                         "{:.4}  {}  {}  {}",
-                        hit.distance,
+                        hit.distance.or(hit.score).unwrap_or(f32::NAN),
                         p.sku,
                         p.name.as_deref().unwrap_or("-"),
                         price

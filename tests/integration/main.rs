@@ -20,6 +20,7 @@ mod mariadb_harness;
 mod pipeline;
 mod preflight;
 mod remote_embedder;
+mod search;
 mod sink;
 mod snapshot;
 mod weaviate_test_server;
