@@ -86,6 +86,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Pipeli
         mariadb = %redact_url(&config.mariadb_url),
         weaviate = %config.weaviate_url,
         class = %config.class,
+        embedder = %config.embedder.describe(),
         memcached = config.memcached.as_deref().unwrap_or("off"),
         metrics = %metrics_addr,
         "vecsync starting"
