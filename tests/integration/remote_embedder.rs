@@ -219,7 +219,62 @@ async fn through_infinity_the_vectors_equal_the_golden_ones() {
         readyz(&stack).await.filter(|(s, _)| *s == 200).map(|_| ())
     })
     .await;
-    running.stop().await;
+
+    // A 400 for a batch: its texts are sent one by one; the one still refused while the probe
+    // text passes is dead-lettered, the other is written, and the checkpoint moves on.
+    let refusal = HttpFault {
+        path_suffix: "/embeddings".into(),
+        status: 400,
+        retry_after: None,
+        body: r#"{"error":{"message":"input too long"}}"#.into(),
+    };
+    proxy.inject(refusal.clone(), 2); // the batch, then its first text alone
+    let (good_text, good_vector) = &golden[12];
+    stack
+        .db
+        .exec(&format!(
+            "INSERT INTO catalog.products (sku, name, description, price) VALUES \
+             ('BAD-1', 'n', 'a text the server refuses', 1.00), ('GOOD-1', 'n', {}, 1.00)",
+            sql_str(good_text)
+        ))
+        .await;
+    let after_refusal = stack.db.gtid_binlog_pos().await;
+    wait_golden(&stack, "GOOD-1", good_vector, DEFAULT_DEADLINE).await;
+    wait_checkpoint_covers(&stack, &after_refusal, DEFAULT_DEADLINE).await;
+    assert!(stack.object("BAD-1").is_none());
+    let dead = std::fs::read_to_string(stack.dead_letter_path()).expect("dead letters");
+    let dead: Vec<&str> = dead.lines().collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains("BAD-1")
+            && dead[0].contains("refused this text")
+            && dead[0].contains("input too long"),
+        "{}",
+        dead[0]
+    );
+
+    // When the probe text is refused as well, the server changed: vecsync stops instead of
+    // dead-lettering every text.
+    proxy.inject(refusal, 2); // the batch's only text, then the probe text
+    insert(&stack, "BAD-2", "another refused text").await;
+    let stopped = tokio::time::timeout(DEFAULT_DEADLINE, running.task)
+        .await
+        .expect("stopped within the deadline")
+        .expect("no panic")
+        .expect_err("a server refusing every text stops vecsync");
+    assert!(
+        stopped
+            .to_string()
+            .contains("now refuses every text, the probe text included"),
+        "{stopped}"
+    );
+    let dead = std::fs::read_to_string(stack.dead_letter_path()).expect("dead letters");
+    assert_eq!(
+        dead.lines().count(),
+        1,
+        "nothing more was dead-lettered: {dead}"
+    );
+    assert_eq!(proxy.pending(), 0);
 
     // An embedder that does not fit the index is refused at start: the probe's vectors have
     // another dimension than the stored ones, or are not unit length for a cosine class.
