@@ -3,8 +3,9 @@
 //! memcached and the Weaviate test server.
 //!
 //! Starting infinity costs about 35 s of CPU on a busy 2-core machine, so each test covers
-//! several behaviours with one server: the vectors, the CLI, a wrong model name and the
-//! rate-limit path in one; the server killed and restarted mid-stream in the other.
+//! several behaviours with one server: the vectors, the CLI, a wrong model name, the rate-limit
+//! path, refused texts and embedders that do not fit the index in one (faults come from an HTTP
+//! proxy in front of the real server); the server killed and restarted mid-stream in the other.
 
 use std::time::Duration;
 
