@@ -176,6 +176,12 @@ impl WeaviateSink {
             ));
         }
 
+        if cfg.api_key.is_some() && base.scheme() == "http" && !is_loopback(&base) {
+            warn!(
+                endpoint = %endpoint,
+                "the Weaviate API key travels over plain http: anyone on the path can read it; use https"
+            );
+        }
         let mut headers = HeaderMap::new();
         if let Some(key) = &cfg.api_key {
             let mut value =
@@ -503,12 +509,17 @@ impl WeaviateSink {
         ops: &[WriteOp],
         indices: &[usize],
     ) -> Result<Vec<(usize, OpOutcome)>, SinkError> {
+        let ids: Vec<Uuid> = indices.iter().map(|&i| product_id(ops[i].sku())).collect();
+        self.delete_ids(&ids).await?;
+        Ok(indices.iter().map(|&i| (i, OpOutcome::Done)).collect())
+    }
+
+    /// Delete these objects by id, in as few `DELETE /v1/batch/objects` calls as Weaviate's
+    /// limit allows. Missing ids are fine.
+    pub async fn delete_ids(&self, ids: &[Uuid]) -> Result<(), SinkError> {
         let class = &self.inner.class;
-        for chunk in indices.chunks(BATCH_DELETE_MAX) {
-            let ids: Vec<String> = chunk
-                .iter()
-                .map(|&i| product_id(ops[i].sku()).hyphenated().to_string())
-                .collect();
+        for chunk in ids.chunks(BATCH_DELETE_MAX) {
+            let ids: Vec<String> = chunk.iter().map(|id| id.hyphenated().to_string()).collect();
             let body = json!({
                 "match": {
                     "class": class,
@@ -542,7 +553,7 @@ impl WeaviateSink {
                 });
             }
         }
-        Ok(indices.iter().map(|&i| (i, OpOutcome::Done)).collect())
+        Ok(())
     }
 
     /// The per-object results of a batch write: id and, for a failed object, Weaviate's message.
@@ -865,6 +876,18 @@ impl WeaviateSink {
     }
 }
 
+/// Whether the URL's host is this machine (plain http to it does not cross a network).
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Split the configured URL into the `/v1/` base every path is joined to, and a printable
 /// `scheme://host:port` without credentials.
 fn base_url(raw: &str) -> Result<(Url, String), SinkError> {
@@ -945,6 +968,20 @@ mod tests {
         assert_eq!(endpoint, "https://db.example:443");
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart() {
+        for (url, want) in [
+            ("http://localhost:8080", true),
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://weaviate:8080", false),
+            ("http://10.0.0.7:8080", false),
+        ] {
+            let (base, _) = base_url(url).expect("valid");
+            assert_eq!(is_loopback(&base), want, "{url}");
+        }
     }
 
     #[test]

@@ -256,6 +256,57 @@ async fn bad_credentials_stop_with_a_clear_message_and_no_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weaviate_credentials_never_reach_the_logs_and_plain_http_keys_are_warned_about() {
+    use std::io::BufRead;
+    let stack = Stack::start().await;
+    let mut args = stack.args(&[]);
+    let at = args
+        .iter()
+        .position(|a| a == "--weaviate-url")
+        .expect("flag")
+        + 1;
+    // TEST-NET-1: never routed, so vecsync keeps waiting for it and logs why.
+    args[at] = "http://admin:hunter2-in-url@192.0.2.1:8080".into();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vecsync"))
+        .arg("run")
+        .args(args)
+        .env("WEAVIATE_API_KEY", "hunter2-api-key")
+        .env("LOG_LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vecsync");
+    let stderr = child.stderr.take().expect("stderr");
+    // Read until vecsync has said it waits for Weaviate (after the 10 s connect timeout).
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let done = line.contains("Weaviate not ready");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("vecsync reports the unreachable Weaviate within a minute")
+        .expect("join");
+    kill9(&mut child);
+    let text = lines.join("\n");
+    assert!(text.contains("Weaviate not ready"), "{text}");
+    assert!(text.contains("192.0.2.1"), "names the endpoint: {text}");
+    assert!(!text.contains("hunter2"), "a credential leaked: {text}");
+    assert!(
+        text.contains("API key travels over plain http"),
+        "warns about the key over plain http: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_show_prints_the_position() {
     let stack = Stack::start().await;
     let mut vecsync = stack.spawn_binary(&[]);
@@ -277,7 +328,7 @@ async fn checkpoint_show_prints_the_position() {
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(shown["gtid"], pos.as_str());
     assert_eq!(shown["table"], "catalog.products");
-    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["version"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
