@@ -48,7 +48,9 @@ use crate::backoff::Attempts;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{Config, redact_url};
 use crate::dedup::{CacheConfig, EmbeddingCache};
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::args::OpenError;
+use crate::embed::text_embedder::FitError;
+use crate::embed::{EmbedCallError, EmbedError, Probe, TextEmbedder, check_fits};
 use crate::sink::{SinkError, WeaviateConfig, WeaviateSink};
 use crate::source::{BinlogSource, SourceConfig, SourceError};
 use crate::telemetry::{self, Health, TelemetryError};
@@ -70,6 +72,12 @@ pub enum PipelineError {
     Emit(#[from] emit::EmitError),
     #[error("cannot load the embedding model: {}", crate::report::causes(.0))]
     Model(EmbedError),
+    #[error(transparent)]
+    OpenEmbedder(#[from] OpenError),
+    #[error(transparent)]
+    Embedder(#[from] EmbedCallError),
+    #[error(transparent)]
+    EmbedderDoesNotFit(#[from] FitError),
     #[error(transparent)]
     Vectors(#[from] vectors::VectorError),
     #[error(transparent)]
@@ -110,6 +118,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Pipeli
         mariadb = %redact_url(&config.mariadb_url),
         weaviate = %redact_url(&config.weaviate_url),
         class = %config.class,
+        embedder = %config.embedder.describe(),
         memcached = config.memcached.as_deref().unwrap_or("off"),
         metrics = %metrics_addr,
         "vecsync starting"
@@ -150,14 +159,26 @@ async fn replicate(
         tokio::spawn(source.run(checkpoint.position().cloned(), tx, source_cancel.clone()));
 
     let setup = async {
-        let model = config.model.clone();
-        let embedder = tokio::task::spawn_blocking(move || Embedder::load(&model)).await??;
-        tracing::info!(model = %config.model.display(), dimension = embedder.dimension(), "embedding model loaded");
-        let sink = WeaviateSink::new(weaviate_config(config, embedder.dimension()))?;
+        let (embedder, probe) = start_embedder(config, health).await?;
+        // The class is created with, or checked against, the probed dimension: a class whose
+        // stored vectors have another length is refused by ensure_schema.
+        let sink = WeaviateSink::new(weaviate_config(config, probe.dimension))?;
         wait_for_weaviate(&sink, health).await?;
-        Ok::<_, PipelineError>((Arc::new(embedder), sink))
+        let distance = sink.class_distance().await?;
+        check_fits(&probe, None, distance.as_deref())?;
+        let fingerprint = {
+            let (embedder_config, embedder) = (config.embedder.clone(), embedder.clone());
+            tokio::task::spawn_blocking(move || embedder_config.fingerprint(&embedder)).await??
+        };
+        tracing::info!(
+            embedder = %config.embedder.describe(),
+            dimension = probe.dimension,
+            fingerprint = %fingerprint,
+            "embedder ready"
+        );
+        Ok::<_, PipelineError>((embedder, sink, fingerprint))
     };
-    let (embedder, sink) = tokio::select! {
+    let (embedder, sink, fingerprint) = tokio::select! {
         ready = setup => ready?,
         ended = &mut source_task => {
             ended??;
@@ -190,7 +211,7 @@ async fn replicate(
 
     let preparer = Preparer {
         sink: sink.clone(),
-        vectors: Vectors::new(embedder, cache),
+        vectors: Vectors::new(embedder, cache, fingerprint.short()),
         rule: TextRule::default(),
         inflight: inflight.clone(),
         health: health.clone(),
@@ -272,6 +293,28 @@ async fn replicate(
     }
     sourced?;
     Ok(())
+}
+
+/// Open the embedder and probe it. A remote embedder that cannot be reached yet is waited for
+/// (`/readyz` says why); a wrong model name, key or URL stops vecsync with the message.
+async fn start_embedder(
+    config: &Config,
+    health: &Health,
+) -> Result<(TextEmbedder, Probe), PipelineError> {
+    let embedder = config.embedder.open().await?;
+    let mut attempts = Attempts::new(hold::HOLD_BACKOFF);
+    loop {
+        match embedder.probe().await {
+            Ok(probe) => return Ok((embedder, probe)),
+            Err(error) if error.is_transient() => {
+                let delay = attempts.fail(error.retry_after());
+                health.set_not_ready(format!("waiting for the embedder: {error}"));
+                tracing::warn!(%error, attempt = attempts.failures(), retry_in_ms = delay.as_millis() as u64, "embedder not ready; waiting");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 /// Wait until Weaviate answers and the class is usable. Transient failures (Weaviate still

@@ -271,6 +271,17 @@ impl WeaviateSink {
         Err(self.status_error(&call, &answer))
     }
 
+    /// The vector distance of the existing class (`cosine`, `dot`, `l2-squared`, ...), `None`
+    /// when the class does not exist or names none (Weaviate's default is cosine).
+    pub async fn class_distance(&self) -> Result<Option<String>, SinkError> {
+        Ok(self.fetch_class().await?.and_then(|class| {
+            class
+                .pointer("/vectorIndexConfig/distance")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }))
+    }
+
     async fn fetch_class(&self) -> Result<Option<Value>, SinkError> {
         let call = Call::new(Method::GET, format!("schema/{}", self.inner.class));
         let answer = self.send(&call).await?;
