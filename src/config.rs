@@ -175,13 +175,6 @@ pub enum ConfigError {
     Class(String),
     #[error(transparent)]
     Embedder(#[from] EmbedderArgsError),
-    // Until the pipeline renders the template (and re-embeds only when one of its columns
-    // changed), accepting another template would silently keep embedding the description.
-    #[error(
-        "--embed-template {0:?}: `vecsync run` embeds the description only in this version; \
-         remove the flag (the default is {{description}})"
-    )]
-    TemplateNotSupported(String),
 }
 
 /// A `db.table` name.
@@ -281,11 +274,6 @@ impl RunArgs {
             return Err(ConfigError::Class(self.class));
         }
         let embedder = self.embedder.into_config()?;
-        if !embedder.template.is_default() {
-            return Err(ConfigError::TemplateNotSupported(
-                embedder.template.source().to_owned(),
-            ));
-        }
         let memcached = match self.memcached.trim() {
             "" | "none" => None,
             s => Some(s.to_owned()),

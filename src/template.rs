@@ -174,20 +174,8 @@ impl Template {
         }
         out
     }
-
-    /// Whether `before` and `after` differ in a column the template uses: only then can the
-    /// rendered text change, and only then must the row be embedded again.
-    pub fn differs(&self, before: &Row, after: &Row) -> bool {
-        self.columns()
-            .into_iter()
-            .any(|c| normalized(before.get(c)) != normalized(after.get(c)))
-    }
 }
 
-/// Missing and NULL render alike, so they compare alike.
-fn normalized(value: Option<&Value>) -> Option<&Value> {
-    value.filter(|v| !v.is_null())
-}
 
 fn push_value(out: &mut String, value: Option<&Value>) {
     match value {
@@ -288,20 +276,6 @@ mod tests {
         assert!(matches!(e, TemplateError::Nested { at: 0, .. }), "{e:?}");
         let e = Template::parse("just text {{x}}").expect_err("no column");
         assert!(matches!(e, TemplateError::NoColumn { .. }), "{e:?}");
-    }
-
-    #[test]
-    fn differs_only_in_the_templates_columns() {
-        let t = Template::parse("{name}: {description}").expect("parses");
-        let before = row(json!({"name": "a", "description": "d", "price": "1.00"}));
-        let price_only = row(json!({"name": "a", "description": "d", "price": "2.00"}));
-        assert!(!t.differs(&before, &price_only));
-        let renamed = row(json!({"name": "b", "description": "d", "price": "1.00"}));
-        assert!(t.differs(&before, &renamed));
-        // NULL and absent render alike, so they do not count as a change.
-        let with_null = row(json!({"name": "a", "description": "d", "extra": null}));
-        let t2 = Template::parse("{name} {extra}").expect("parses");
-        assert!(!t2.differs(&with_null, &row(json!({"name": "a"}))));
     }
 
     #[test]

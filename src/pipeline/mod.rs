@@ -86,6 +86,8 @@ pub enum PipelineError {
     Task(tokio::task::JoinError),
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
+    #[error(transparent)]
+    Template(#[from] text::BadColumn),
 }
 
 // Causes are part of the message (see `crate::report`), never also a `source()`.
@@ -158,11 +160,12 @@ async fn replicate(
     let mut source_task =
         tokio::spawn(source.run(checkpoint.position().cloned(), tx, source_cancel.clone()));
 
+    let rule = TextRule::new(config.embedder.template.clone())?;
     let setup = async {
         let (embedder, probe) = start_embedder(config, health).await?;
         // The class is created with, or checked against, the probed dimension: a class whose
         // stored vectors have another length is refused by ensure_schema.
-        let sink = WeaviateSink::new(weaviate_config(config, probe.dimension))?;
+        let sink = WeaviateSink::new(weaviate_config(config, probe.dimension, &rule))?;
         wait_for_weaviate(&sink, health).await?;
         let distance = sink.class_distance().await?;
         check_fits(&probe, None, distance.as_deref())?;
@@ -212,7 +215,7 @@ async fn replicate(
     let preparer = Preparer {
         sink: sink.clone(),
         vectors: Vectors::new(embedder, cache, fingerprint.short()),
-        rule: TextRule::default(),
+        rule,
         inflight: inflight.clone(),
         health: health.clone(),
         emit,
@@ -352,8 +355,11 @@ fn source_config(config: &Config) -> SourceConfig {
     source
 }
 
-fn weaviate_config(config: &Config, dimension: usize) -> WeaviateConfig {
+fn weaviate_config(config: &Config, dimension: usize, rule: &TextRule) -> WeaviateConfig {
     let mut weaviate = WeaviateConfig::new(config.weaviate_url.clone());
+    weaviate.schema = weaviate
+        .schema
+        .with_text_properties(rule.extra_properties());
     weaviate.api_key = config.weaviate_api_key.clone();
     weaviate.class = config.class.clone();
     weaviate.consistency_level = config.consistency_level;

@@ -120,10 +120,13 @@ pub fn coalesce(changes: &[Change], text: &TextRule) -> Coalesced {
             let (state, change) = last.remove(&sku)?;
             let intent = match state {
                 Last::Deleted => Intent::Delete { sku: sku.clone() },
-                Last::Row(row) => Intent::Write {
-                    text: text.render(&row),
-                    product: text.product_of(sku.clone(), &row),
-                },
+                Last::Row(row) => {
+                    let product = text.product_of(sku.clone(), &row);
+                    Intent::Write {
+                        text: text.text(&product),
+                        product,
+                    }
+                }
             };
             Some(Planned {
                 sku,

@@ -62,7 +62,7 @@ pub fn decide(
     let usable = held
         .vector
         .as_ref()
-        .filter(|v| v.len() == dimension && rule.render_stored(&held.product) == text);
+        .filter(|v| v.len() == dimension && rule.text(&held.product) == text);
     match usable {
         Some(_) if held.product == *product => Decision::Skip,
         Some(v) => Decision::WriteWithVector(v.clone()),

@@ -1,38 +1,97 @@
 //! What a product row becomes in Weaviate: its properties, and the text its vector is the
-//! embedding of.
+//! embedding of (`--embed-template`, by default the seed's `{description}`).
 //!
-//! The default is the seed's: the vector embeds the description (a NULL or empty description
-//! gives an object without a vector). The same rule renders the text of a *stored* object, from
-//! its properties, so the pipeline can tell whether Weaviate's vector still belongs to the text it
-//! would embed now.
+//! The text is always rendered from the *product* (the properties as Weaviate stores them), never
+//! from the raw row. The same function then renders the text of a stored object, so the pipeline
+//! can tell exactly whether Weaviate's vector still belongs to the text it would embed now. For
+//! that, every column a template uses is stored: sku, name, description and price are the seed's
+//! properties, any other column becomes a text property of its own (the class is created with
+//! it, an existing class must have it). `price` renders as Weaviate stores it, a JSON number
+//! (`79.5`, not the DECIMAL text `79.50`).
 
 use crate::event::Row;
-use crate::sink::Product;
+use crate::sink::{CORE_PROPERTIES, Product};
+use crate::template::Template;
 
 /// Turns rows into products and texts.
 #[derive(Debug, Clone, Default)]
-pub struct TextRule {}
+pub struct TextRule {
+    template: Template,
+    /// The template's columns beyond the seed's four, stored as text properties.
+    extra: Vec<String>,
+}
+
+/// A template column that cannot be a Weaviate property.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--embed-template uses column `{0}`, which cannot be a Weaviate property name (letters, digits \
+     and _, not starting with a digit); rename the column or leave it out of the template"
+)]
+pub struct BadColumn(pub String);
 
 impl TextRule {
-    /// The text to embed for this row; empty means no vector.
-    pub fn render(&self, row: &Row) -> String {
-        text_of(row, "description").unwrap_or_default()
+    pub fn new(template: Template) -> Result<Self, BadColumn> {
+        let mut extra = Vec::new();
+        for column in template.columns() {
+            if CORE_PROPERTIES.contains(&column) {
+                continue;
+            }
+            let valid = column
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && column
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(BadColumn(column.to_owned()));
+            }
+            extra.push(column.to_owned());
+        }
+        Ok(TextRule { template, extra })
     }
 
-    /// The text the stored object's vector should be the embedding of.
-    pub fn render_stored(&self, product: &Product) -> String {
-        product.description.clone().unwrap_or_default()
+    pub fn template(&self) -> &Template {
+        &self.template
+    }
+
+    /// The text properties the class needs beyond the seed's four.
+    pub fn extra_properties(&self) -> &[String] {
+        &self.extra
+    }
+
+    /// The text the vector of `product` must be the embedding of; empty means no vector.
+    pub fn text(&self, product: &Product) -> String {
+        let mut row = Row::new();
+        row.insert("sku".into(), product.sku.clone().into());
+        row.insert("name".into(), product.name.clone().into());
+        row.insert("description".into(), product.description.clone().into());
+        row.insert(
+            "price".into(),
+            product
+                .price
+                .clone()
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        );
+        for (k, v) in &product.extra {
+            row.insert(k.clone(), v.clone().into());
+        }
+        self.template.render(&row)
     }
 
     /// The Weaviate properties of a product row: sku, name, description as text, price as a
-    /// number.
+    /// number, and the template's other columns as text.
     pub fn product_of(&self, sku: String, row: &Row) -> Product {
         Product {
             sku,
             name: text_of(row, "name"),
             description: text_of(row, "description"),
             price: row.get("price").and_then(price_of),
-            extra: Default::default(),
+            extra: self
+                .extra
+                .iter()
+                .map(|c| (c.clone(), text_of(row, c)))
+                .collect(),
         }
     }
 }
@@ -81,14 +140,40 @@ mod tests {
     }
 
     #[test]
-    fn the_text_is_the_description_and_null_is_empty() {
+    fn the_default_text_is_the_description_and_null_is_empty() {
         let rule = TextRule::default();
         let r = row(json!({"sku": "A", "name": "n", "description": "a shirt"}));
-        assert_eq!(rule.render(&r), "a shirt");
-        let p = rule.product_of("A".into(), &r);
-        assert_eq!(rule.render_stored(&p), "a shirt");
+        assert_eq!(rule.text(&rule.product_of("A".into(), &r)), "a shirt");
         let r = row(json!({"sku": "A", "description": null}));
-        assert_eq!(rule.render(&r), "");
-        assert_eq!(rule.render_stored(&rule.product_of("A".into(), &r)), "");
+        assert_eq!(rule.text(&rule.product_of("A".into(), &r)), "");
+        assert!(rule.extra_properties().is_empty());
+    }
+
+    #[test]
+    fn a_template_over_several_columns_stores_every_column_it_uses() {
+        let rule = TextRule::new(
+            Template::parse("{name}. {description} ({category}, {price})").expect("template"),
+        )
+        .expect("rule");
+        assert_eq!(rule.extra_properties(), ["category"]);
+        let r = row(
+            json!({"sku": "A", "name": "Shirt", "description": null, "category": "Tops", "price": "79.50", "stock": 3}),
+        );
+        let p = rule.product_of("A".into(), &r);
+        assert_eq!(p.extra.get("category"), Some(&Some("Tops".to_owned())));
+        assert!(
+            !p.extra.contains_key("stock"),
+            "columns the template does not use are not stored"
+        );
+        // The text comes from the product, so a stored object renders the very same text.
+        assert_eq!(rule.text(&p), "Shirt.  (Tops, 79.5)");
+        let stored = Product::from_properties(&p.to_properties()).expect("round trip");
+        assert_eq!(rule.text(&stored), rule.text(&p));
+    }
+
+    #[test]
+    fn columns_that_cannot_be_property_names_are_refused() {
+        let e = TextRule::new(Template::parse("{color-code}").expect("template")).expect_err("bad");
+        assert!(e.to_string().contains("color-code"), "{e}");
     }
 }

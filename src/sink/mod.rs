@@ -39,7 +39,8 @@ pub use config::{ApiKey, ConsistencyLevel, WeaviateConfig};
 pub use error::SinkError;
 pub use ids::{ID_PREFIX, product_id};
 pub use product::{
-    DecimalError, OpOutcome, Product, StoredProduct, WriteOp, decimal_to_json_number,
+    CORE_PROPERTIES, DecimalError, OpOutcome, Product, StoredProduct, WriteOp,
+    decimal_to_json_number,
 };
 pub use retry::RetryPolicy;
 pub use schema::{ClassSchema, SchemaStatus};

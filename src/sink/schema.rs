@@ -83,6 +83,21 @@ impl ClassSchema {
         &self.definition
     }
 
+    /// This definition with a `text` property for each of `names` it does not have yet (the
+    /// columns an embedding template uses beyond the seed's).
+    pub fn with_text_properties(mut self, names: &[String]) -> Self {
+        let have = self.property_names();
+        let missing: Vec<Value> = names
+            .iter()
+            .filter(|n| !have.contains(n))
+            .map(|n| serde_json::json!({"name": n, "dataType": ["text"], "tokenization": "word"}))
+            .collect();
+        if let Some(Value::Array(props)) = self.definition.get_mut("properties") {
+            props.extend(missing);
+        }
+        self
+    }
+
     /// The names of the class's properties, in definition order.
     pub fn property_names(&self) -> Vec<String> {
         self.properties()
@@ -334,6 +349,22 @@ mod tests {
         class["vectorConfig"] = json!({"default": {"vectorIndexType": "hnsw"}});
         let c = ClassSchema::product().check(&class);
         assert_eq!(c.problems.len(), 2, "{c:?}");
+    }
+
+    #[test]
+    fn template_columns_become_text_properties() {
+        let s = ClassSchema::product().with_text_properties(&["category".into(), "name".into()]);
+        assert_eq!(
+            s.property_names(),
+            ["sku", "name", "description", "price", "category"]
+        );
+        // An existing class without the column is refused: vecsync could not store its text.
+        let c = s.check(&normalized_seed_class());
+        assert!(
+            c.problems.iter().any(|p| p.contains("category")),
+            "{:?}",
+            c.problems
+        );
     }
 
     #[test]

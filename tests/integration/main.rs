@@ -25,4 +25,5 @@ mod remote_embedder;
 mod search;
 mod sink;
 mod snapshot;
+mod template;
 mod weaviate_test_server;
