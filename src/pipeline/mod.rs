@@ -20,6 +20,7 @@ pub mod commit;
 pub mod deadletter;
 pub mod emit;
 pub mod hold;
+pub mod identity;
 pub mod inflight;
 pub mod plan;
 pub mod prepare;
@@ -88,6 +89,8 @@ pub enum PipelineError {
     Internal(String),
     #[error(transparent)]
     Template(#[from] text::BadColumn),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
 }
 
 // Causes are part of the message (see `crate::report`), never also a `source()`.
@@ -179,9 +182,10 @@ async fn replicate(
             fingerprint = %fingerprint,
             "embedder ready"
         );
-        Ok::<_, PipelineError>((embedder, sink, fingerprint))
+        let record = identity::check(&sink, checkpoint.embedding(), &fingerprint).await?;
+        Ok::<_, PipelineError>((embedder, sink, fingerprint, record))
     };
-    let (embedder, sink, fingerprint) = tokio::select! {
+    let (embedder, sink, fingerprint, record) = tokio::select! {
         ready = setup => ready?,
         ended = &mut source_task => {
             ended??;
@@ -193,6 +197,8 @@ async fn replicate(
             return Ok(());
         }
     };
+    let mut checkpoint = checkpoint;
+    checkpoint.set_embedding(record)?;
     health.set_ready();
     crate::notify::ready();
 

@@ -13,6 +13,7 @@
 //! - [`fetch`]: what Weaviate holds for many ids in one request, and the cursor listing;
 //! - `object_error`: what a per-object failure in a batch answer is (content or transient);
 //! - [`ids`]: the deterministic object id the seed's Python client used;
+//! - `record`: which embedding built the class, kept in its description;
 //! - [`retry`]: capped exponential backoff with jitter;
 //! - [`search`]: the one place that speaks GraphQL `nearVector` (deprecated by Weaviate, so it
 //!   stays isolated and can move to the newer search API);
@@ -30,6 +31,7 @@ pub mod fetch;
 pub mod ids;
 mod object_error;
 pub mod product;
+mod record;
 pub mod retry;
 pub mod schema;
 pub mod search;
