@@ -22,7 +22,10 @@ mod classes;
 mod faults;
 mod filter;
 mod graphql;
+mod query;
 mod spec;
+mod store;
+mod text;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,7 +93,7 @@ pub struct RecordedRequest {
 
 pub(crate) struct Shared {
     pub config: ServerConfig,
-    pub store: Mutex<api::Store>,
+    pub store: Mutex<store::Store>,
     pub faults: Faults,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub violations: Mutex<Vec<String>>,
@@ -116,7 +119,7 @@ impl TestServer {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
-            store: Mutex::new(api::Store::default()),
+            store: Mutex::new(store::Store::default()),
             faults: Faults::default(),
             requests: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),

@@ -234,6 +234,15 @@ impl Operation {
         }
     }
 
+    /// The names of the query parameters the spec declares for this operation.
+    pub(crate) fn query_parameters(&self) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|p| p.get("in").and_then(Value::as_str) == Some("query"))
+            .filter_map(|p| p.get("name").and_then(Value::as_str))
+            .collect()
+    }
+
     /// Check path and query parameters and the body as go-swagger does before Weaviate's handler
     /// runs. Returns the parsed body (`None` when the operation takes none or it was empty).
     pub(crate) fn check_request(
