@@ -77,6 +77,14 @@ fn now_ms() -> i64 {
 
 /// The whole request pipeline.
 pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
+    if request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"))
+    {
+        return refuse_grpc(&shared, &request);
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query: Vec<(String, String)> = request
@@ -215,6 +223,42 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
     respond(&method, reply)
 }
 
+/// Weaviate serves gRPC on its own port (50051); the test server speaks only REST and GraphQL.
+/// A gRPC call (on any port it listens on) gets a trailers-only answer with status
+/// UNIMPLEMENTED (12), so a gRPC client fails at once with a message that says why.
+fn refuse_grpc(shared: &Shared, request: &Request) -> Response {
+    lock(&shared.requests).push(RecordedRequest {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        query: Vec::new(),
+        authorization: None,
+        body: None,
+    });
+    let message = format!(
+        "weaviate-test-server does not speak gRPC ({} is not served): use REST and GraphQL",
+        request.uri().path()
+    );
+    // grpc-message is percent-encoded (gRPC over HTTP/2 spec).
+    let encoded: String = message
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() && b != b'%' || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from_static("12"));
+    if let Ok(value) = HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", value);
+    }
+    response
+}
+
 fn respond(method: &Method, reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = match reply.body {
@@ -260,6 +304,7 @@ fn implemented_query_parameters(operation: &str) -> &'static [&'static str] {
         "objects.list" => &["class", "limit", "offset", "after", "include"],
         "objects.class.get" => &["include", "consistency_level"],
         "objects.class.head"
+        | "objects.create"
         | "objects.class.put"
         | "objects.class.patch"
         | "objects.class.delete"
@@ -390,6 +435,7 @@ fn dispatch(
                 (Some(_), None) => Reply::empty(404),
             }
         }
+        "objects.create" => create_object(shared, &mut store, body.unwrap_or(Value::Null)),
         "objects.class.put" => put_object(
             shared,
             &mut store,
@@ -1002,6 +1048,34 @@ fn list_objects<'q>(shared: &Shared, store: &Store, q: &dyn Fn(&str) -> Option<&
     }
     let total = objects.len();
     Reply::json(200, json!({"objects": objects, "totalResults": total}))
+}
+
+/// `POST /v1/objects`: create one object; an existing id is refused (it is no upsert).
+fn create_object(shared: &Shared, store: &mut Store, mut body: Value) -> Reply {
+    if let Some(existing) = body
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+    {
+        let class = body
+            .get("class")
+            .and_then(Value::as_str)
+            .and_then(|c| store.resolve(c));
+        if class.is_some_and(|c| store.classes[&c].objects.contains_key(&existing)) {
+            return Reply::error(422, format!("id '{existing}' already exists"));
+        }
+    }
+    let now = now_ms();
+    let pending = match batch_put_one(shared, store, &mut body, now) {
+        Ok(p) => p,
+        Err(message) => return Reply::error(422, format!("invalid object: {message}")),
+    };
+    if let Some(read_only) = shared.faults.read_only_state() {
+        return read_only_reply("put object", Some(&read_only));
+    }
+    let echoed = object_json(&pending.class, &pending.id, &pending.object, true);
+    pending.write(store);
+    Reply::json(200, echoed)
 }
 
 fn put_object(

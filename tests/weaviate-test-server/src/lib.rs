@@ -214,8 +214,11 @@ async fn accept_loop(listener: TcpListener, router: Router) {
                     request.extensions_mut().insert(handle.clone());
                     router.clone().oneshot(request.map(Body::new))
                 });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            // HTTP/1 for REST and GraphQL; HTTP/2 is accepted only so that a gRPC client gets
+            // a clear UNIMPLEMENTED instead of a hang or a protocol error.
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 // Dropping the connection future closes the socket with no answer.
