@@ -8,19 +8,30 @@ import uuid
 import pytest
 
 
+class Server(str):
+    """The server's base URL, with the port where gRPC is refused."""
+
+    def __new__(cls, url, grpc_port):
+        self = super().__new__(cls, url)
+        self.grpc_port = grpc_port
+        return self
+
+
 @pytest.fixture(scope="session")
 def server_url():
     binary = os.environ["WEAVIATE_TEST_SERVER"]
     process = subprocess.Popen(
-        [binary, "--port", "0"],
+        [binary, "--port", "0", "--grpc-port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        # The binary prints this line once it accepts connections: no polling, no sleep.
+        # The binary prints these lines once it accepts connections: no polling, no sleep.
         line = process.stdout.readline().strip()
         assert line.startswith("listening on http://"), f"unexpected first line: {line!r}"
-        yield line.removeprefix("listening on ")
+        grpc = process.stdout.readline().strip()
+        assert grpc.startswith("grpc refused on "), f"unexpected second line: {grpc!r}"
+        yield Server(line.removeprefix("listening on "), int(grpc.rsplit(":", 1)[1]))
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -105,6 +105,8 @@ pub struct TestServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    router: Router,
+    extra: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl TestServer {
@@ -126,8 +128,24 @@ impl TestServer {
             ready: AtomicBool::new(true),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
-        let task = tokio::spawn(accept_loop(listener, router));
-        Ok(TestServer { addr, shared, task })
+        let task = tokio::spawn(accept_loop(listener, router.clone()));
+        Ok(TestServer {
+            addr,
+            shared,
+            task,
+            router,
+            extra: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Also listen on `port` (0: a free one) of `127.0.0.1`, for clients that insist on a gRPC
+    /// port of its own (Weaviate's 50051): the same server answers there, so a gRPC call gets
+    /// the clear UNIMPLEMENTED refusal. Returns the address.
+    pub async fn listen_also(&self, port: u16) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        lock(&self.extra).push(tokio::spawn(accept_loop(listener, self.router.clone())));
+        Ok(addr)
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -180,6 +198,9 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
+        for task in lock(&self.extra).iter() {
+            task.abort();
+        }
     }
 }
 
