@@ -251,7 +251,10 @@ fn refuse_grpc(shared: &Shared, request: &Request) -> Response {
         .collect();
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     headers.insert("grpc-status", HeaderValue::from_static("12"));
     if let Ok(value) = HeaderValue::from_str(&encoded) {
         headers.insert("grpc-message", value);

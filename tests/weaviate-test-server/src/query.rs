@@ -1116,6 +1116,9 @@ fn keyword<'s>(
     Ok(hits)
 }
 
+/// One side of a hybrid search: its weight, its name and its hits with their own scores.
+type Side<'s> = (f32, &'static str, Vec<(Hit<'s>, f32)>);
+
 #[allow(clippy::too_many_arguments)]
 fn hybrid<'s>(
     config: &ServerConfig,
@@ -1138,7 +1141,7 @@ fn hybrid<'s>(
     };
     let per_side = HYBRID_CANDIDATES.max(limit.max(0) as usize);
     // (weight, name, results with their own score), vector side first as in Weaviate.
-    let mut sides: Vec<(f32, &str, Vec<(Hit<'s>, f32)>)> = Vec::new();
+    let mut sides: Vec<Side<'s>> = Vec::new();
     if alpha > 0.0 {
         let Some(vector) = vector else {
             return Err(format!(
