@@ -24,7 +24,7 @@ use crate::filter::Filter;
 use crate::query;
 use crate::spec::spec;
 use crate::store::{ClassData, Store, StoredObject, object_json};
-use crate::{ConnectionKill, RecordedRequest, Shared, lock};
+use crate::{ConnectionKill, Received, Shared, lock};
 
 /// Largest request body accepted (Weaviate has no fixed limit; this bounds test memory).
 const MAX_BODY: usize = 512 * 1024 * 1024;
@@ -106,12 +106,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
         Ok(b) => b,
         Err(_) => return respond(&method, Reply::error(413, "request body too large")),
     };
-    lock(&shared.requests).push(RecordedRequest {
+    lock(&shared.requests).push(Received {
         method: method.to_string(),
         path: path.clone(),
         query: query.clone(),
         authorization: authorization.clone(),
-        body: serde_json::from_slice(&body).ok(),
+        body: body.clone(),
     });
 
     let mut rewrites = Vec::new();
@@ -207,7 +207,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
         return respond(&method, reply);
     }
     let mut problem = operation
-        .check_response(reply.status, reply.body.as_ref())
+        .check_response(reply.status, reply.body.as_mut())
         .err();
     if reply.status == 404 && reply.body.is_some() {
         problem = Some(format!("{}: a 404 must have an empty body", operation.id));
@@ -227,12 +227,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
 /// A gRPC call (on any port it listens on) gets a trailers-only answer with status
 /// UNIMPLEMENTED (12), so a gRPC client fails at once with a message that says why.
 fn refuse_grpc(shared: &Shared, request: &Request) -> Response {
-    lock(&shared.requests).push(RecordedRequest {
+    lock(&shared.requests).push(Received {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
         query: Vec::new(),
         authorization: None,
-        body: None,
+        body: bytes::Bytes::new(),
     });
     let message = format!(
         "weaviate-test-server does not speak gRPC ({} is not served): use REST and GraphQL",
@@ -266,7 +266,9 @@ fn respond(method: &Method, reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = match reply.body {
         Some(body) if *method != Method::HEAD && status != StatusCode::NO_CONTENT => {
-            let mut r = Response::new(Body::from(body.to_string()));
+            // `to_vec` writes straight into the buffer (`to_string` goes through `fmt`).
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let mut r = Response::new(Body::from(bytes));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -755,11 +757,13 @@ fn check_dims(dims: Option<usize>, vector: &Option<Vec<f32>>) -> Result<(), Stri
 }
 
 fn batch_create(shared: &Shared, store: &mut Store, body: Value) -> Reply {
-    let objects = body
-        .get("objects")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let objects = match body {
+        Value::Object(mut map) => match map.remove("objects") {
+            Some(Value::Array(objects)) => objects,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
     if objects.is_empty() {
         return Reply::error(
             422,
@@ -924,12 +928,13 @@ fn batch_delete(shared: &Shared, store: &mut Store, body: Value) -> Reply {
         };
         // Deleting many objects by id (`id` ContainsAny) looks them up instead of scanning.
         match filter.id_candidates() {
-            Some(ids) => ids
+            Some(pinned) => pinned
+                .ids
                 .into_iter()
                 .filter(|id| {
                     data.objects
                         .get(id)
-                        .is_some_and(|o| filter.matches(id, &o.properties))
+                        .is_some_and(|o| pinned.exact || filter.matches(id, &o.properties))
                 })
                 .collect(),
             None => data

@@ -108,36 +108,55 @@ impl Filter {
 
     /// Whether the object with this id and these properties matches.
     pub(crate) fn matches(&self, id: &Uuid, properties: &Map<String, Value>) -> bool {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = id.hyphenated().encode_lower(&mut text);
         eval(&self.root, id, properties)
     }
 
     /// The only ids that can match, when the filter pins them (`id` Equal/ContainsAny at the
     /// top or under `And`): lets a fetch of 256 ids look them up instead of scanning the class.
-    pub(crate) fn id_candidates(&self) -> Option<BTreeSet<Uuid>> {
+    pub(crate) fn id_candidates(&self) -> Option<IdCandidates> {
         candidates(&self.root)
     }
 }
 
-fn candidates(node: &Node) -> Option<BTreeSet<Uuid>> {
+/// See [`Filter::id_candidates`].
+pub(crate) struct IdCandidates {
+    pub ids: BTreeSet<Uuid>,
+    /// Being among `ids` is the whole filter: no further check needed.
+    pub exact: bool,
+}
+
+fn candidates(node: &Node) -> Option<IdCandidates> {
     match node {
         Node::Id {
             op: Op::Equal,
             value,
-        } => Some(
-            Uuid::parse_str(value)
+        } => Some(IdCandidates {
+            // The id is compared as text: only the canonical lowercase form can match.
+            ids: Uuid::parse_str(value)
                 .ok()
                 .filter(|u| u.to_string() == *value)
                 .into_iter()
                 .collect(),
-        ),
+            exact: true,
+        }),
         Node::Or(children) => {
-            let mut all = BTreeSet::new();
+            let mut all = IdCandidates {
+                ids: BTreeSet::new(),
+                exact: true,
+            };
             for c in children {
-                all.extend(candidates(c)?);
+                let child = candidates(c)?;
+                all.ids.extend(child.ids);
+                all.exact &= child.exact;
             }
             Some(all)
         }
-        Node::And(children) => children.iter().find_map(candidates),
+        Node::And(children) => children.iter().find_map(candidates).map(|c| IdCandidates {
+            exact: c.exact && children.len() == 1,
+            ..c
+        }),
         _ => None,
     }
 }
@@ -480,18 +499,15 @@ fn elements(value: Option<&Value>) -> Vec<&Value> {
     }
 }
 
-fn eval(node: &Node, id: &Uuid, props: &Map<String, Value>) -> bool {
+fn eval(node: &Node, id: &str, props: &Map<String, Value>) -> bool {
     match node {
         Node::And(children) => children.iter().all(|c| eval(c, id, props)),
         Node::Or(children) => children.iter().any(|c| eval(c, id, props)),
         Node::Not(child) => !eval(child, id, props),
-        Node::Id { op, value } => {
-            let id = id.to_string();
-            match op {
-                Op::Like => wildcard(value, &id),
-                op => compare(*op, &id.as_str(), &value.as_str()),
-            }
-        }
+        Node::Id { op, value } => match op {
+            Op::Like => wildcard(value, id),
+            op => compare(*op, &id, &value.as_str()),
+        },
         Node::Text {
             prop,
             tokenization,
@@ -684,13 +700,15 @@ mod tests {
         let f = Filter::parse(&clause, &c).expect("valid");
         assert!(f.matches(&a, &Map::new()));
         assert!(!f.matches(&Uuid::nil(), &Map::new()));
-        assert_eq!(f.id_candidates(), Some([a, b].into_iter().collect()));
+        let pinned = f.id_candidates().expect("pinned");
+        assert_eq!(pinned.ids, [a, b].into_iter().collect());
+        assert!(pinned.exact);
         // An uppercase id is compared as text: it matches nothing.
         let upper =
             json!({"path":["id"],"operator":"Equal","valueText": a.to_string().to_uppercase()});
         let f = Filter::parse(&upper, &c).expect("valid");
         assert!(!f.matches(&a, &Map::new()));
-        assert_eq!(f.id_candidates(), Some(BTreeSet::new()));
+        assert_eq!(f.id_candidates().expect("pinned").ids, BTreeSet::new());
     }
 
     #[test]

@@ -91,11 +91,21 @@ pub struct RecordedRequest {
     pub body: Option<Value>,
 }
 
+/// A request as received; the body is parsed only when a test asks for it, so recording costs
+/// nothing on the hot path (a batch of 256 vectors is a megabyte of JSON).
+pub(crate) struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub authorization: Option<String>,
+    pub body: bytes::Bytes,
+}
+
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub store: Mutex<store::Store>,
     pub faults: Faults,
-    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub requests: Mutex<Vec<Received>>,
     pub violations: Mutex<Vec<String>>,
     pub ready: AtomicBool,
 }
@@ -165,7 +175,16 @@ impl TestServer {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests)
+            .iter()
+            .map(|r| RecordedRequest {
+                method: r.method.clone(),
+                path: r.path.clone(),
+                query: r.query.clone(),
+                authorization: r.authorization.clone(),
+                body: serde_json::from_slice(&r.body).ok(),
+            })
+            .collect()
     }
 
     /// Responses this server was about to send that broke Weaviate's spec (each was replaced by
@@ -187,6 +206,31 @@ impl TestServer {
     /// How many objects `class` holds (0 when it does not exist).
     pub fn object_count(&self, class: &str) -> usize {
         lock(&self.shared.store).count(class)
+    }
+
+    /// Run one request through the whole pipeline (faults, spec checks, handler, response check)
+    /// without a socket, and return the status and body. For benchmarks that measure the
+    /// server's own cost; tests should go through HTTP.
+    pub async fn handle_in_process(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> (u16, bytes::Bytes) {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("content-type", "application/json")
+            .body(Body::from(body));
+        let Ok(request) = request else {
+            return (400, bytes::Bytes::new());
+        };
+        let response = api::handle(self.shared.clone(), request).await;
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// The stored definition of `class`, as `GET /v1/schema/{class}` shows it.

@@ -1026,10 +1026,11 @@ fn filtered<'s>(
     };
     let filter = Filter::parse(where_, &data.definition)?;
     Ok(match filter.id_candidates() {
-        Some(ids) => ids
+        Some(pinned) => pinned
+            .ids
             .iter()
             .filter_map(|id| data.objects.get_key_value(id))
-            .filter(|(id, o)| filter.matches(id, &o.properties))
+            .filter(|(id, o)| pinned.exact || filter.matches(id, &o.properties))
             .collect(),
         None => data
             .objects
@@ -1288,7 +1289,13 @@ fn shape(plan: &ClassPlan<'_>, hit: &Hit<'_>, vector_search: bool) -> Value {
                 for (a, extra) in extras {
                     let value = match extra {
                         Extra::Id => json!(hit.id),
-                        Extra::Vector => json!(hit.object.vector),
+                        // Built directly: serde's generic path costs more for 256 x 384 floats.
+                        Extra::Vector => match &hit.object.vector {
+                            Some(v) => {
+                                Value::Array(v.iter().map(|f| Value::from(f64::from(*f))).collect())
+                            }
+                            None => Value::Null,
+                        },
                         Extra::Distance if vector_search => json!(hit.distance),
                         Extra::Certainty if vector_search => {
                             json!(hit.distance.map(|d| 1.0 - d / 2.0))
