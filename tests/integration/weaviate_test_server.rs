@@ -696,7 +696,7 @@ async fn additional_returns_only_what_is_asked_and_distance_only_for_vector_sear
     let class = raw.catalog().await;
     let body = raw
         .graphql(&format!(
-            "{{ Get {{ {class}(limit: 1) {{ sku _additional {{ id score }} }} }} }}"
+            "{{ Get {{ {class}(where: {{path: [\"sku\"], operator: Equal, valueText: \"A\"}}) {{ sku _additional {{ id score }} }} }} }}"
         ))
         .await;
     let item = &body["data"]["Get"][&class][0];
@@ -706,7 +706,7 @@ async fn additional_returns_only_what_is_asked_and_distance_only_for_vector_sear
     );
     let body = raw
         .graphql(&format!(
-            "{{ Get {{ {class}(limit: 1) {{ sku _additional {{ distance }} }} }} }}"
+            "{{ Get {{ {class}(where: {{path: [\"sku\"], operator: Equal, valueText: \"A\"}}) {{ sku _additional {{ distance }} }} }} }}"
         ))
         .await;
     assert_eq!(

@@ -266,8 +266,7 @@ fn respond(method: &Method, reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = match reply.body {
         Some(body) if *method != Method::HEAD && status != StatusCode::NO_CONTENT => {
-            // `to_vec` writes straight into the buffer (`to_string` goes through `fmt`).
-            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let bytes = crate::json::to_vec(&body);
             let mut r = Response::new(Body::from(bytes));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -22,6 +22,7 @@ mod classes;
 mod faults;
 mod filter;
 mod graphql;
+mod json;
 mod query;
 mod spec;
 mod store;
