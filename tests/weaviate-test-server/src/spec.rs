@@ -376,17 +376,33 @@ fn with_compacted<R>(value: &mut Value, check: impl FnOnce(&Value) -> R) -> R {
         if items.len() <= LONG_ARRAY {
             return None;
         }
-        let mut kinds: [Option<&Value>; 3] = [None; 3];
+        let (mut null, mut integral, mut fractional) = (None, None, None);
         for item in items {
-            let kind = match item {
-                Value::Null => 0,
-                Value::Number(n) if n.is_f64() && n.as_f64().is_some_and(|f| f.fract() != 0.0) => 2,
-                Value::Number(_) => 1,
+            match item {
+                Value::Number(n) if integral.is_none() || fractional.is_none() => {
+                    // A cast instead of `fract()`: this runs for every float of every vector.
+                    let is_integral =
+                        !n.is_f64() || n.as_f64().is_some_and(|f| f == (f as i64) as f64);
+                    if is_integral {
+                        integral.get_or_insert(item);
+                    } else {
+                        fractional.get_or_insert(item);
+                    }
+                }
+                Value::Number(_) => {}
+                Value::Null => {
+                    null.get_or_insert(item);
+                }
                 _ => return None,
-            };
-            kinds[kind].get_or_insert(item);
+            }
         }
-        Some(kinds.into_iter().flatten().cloned().collect())
+        Some(
+            [null, integral, fractional]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        )
     }
     // One entry per array in pre-order: the original items of a shortened one.
     fn shrink(value: &mut Value, saved: &mut Vec<Option<Vec<Value>>>) {
