@@ -1,7 +1,12 @@
-//! The REST endpoints: request pipeline (faults, authentication, spec checks, consistency level),
-//! the handlers, and the in-memory store they share.
+//! The REST endpoints: request pipeline (faults, authentication, spec checks, query parameters,
+//! consistency level) and the handlers.
+//!
+//! Query parameters fail closed: one outside Weaviate's spec for the operation, or in the spec
+//! but not implemented here (e.g. `tenant`, `sort`), is refused with a 422 naming it. Weaviate
+//! itself ignores unknown query parameters; a stand-in that did the same would let a test pass
+//! for a client that sends a misspelt or unsupported parameter and relies on it.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,11 +19,12 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::classes::{normalize_class, upper_first, validate_properties};
-use crate::faults::Action;
+use crate::faults::{Action, ReadOnly};
 use crate::filter::Filter;
-use crate::graphql;
+use crate::query;
 use crate::spec::spec;
-use crate::{ConnectionKill, RecordedRequest, Shared, lock};
+use crate::store::{ClassData, Store, StoredObject, object_json};
+use crate::{ConnectionKill, Received, Shared, lock};
 
 /// Largest request body accepted (Weaviate has no fixed limit; this bounds test memory).
 const MAX_BODY: usize = 512 * 1024 * 1024;
@@ -27,6 +33,9 @@ const MAX_BODY: usize = 512 * 1024 * 1024;
 pub(crate) struct Reply {
     status: u16,
     body: Option<Value>,
+    /// The test server's own answer (something it refuses or does not implement), not one
+    /// Weaviate would give: not checked against the spec.
+    own: bool,
 }
 
 impl Reply {
@@ -34,69 +43,30 @@ impl Reply {
         Reply {
             status,
             body: Some(body),
+            own: false,
         }
     }
 
     fn empty(status: u16) -> Self {
-        Reply { status, body: None }
+        Reply {
+            status,
+            body: None,
+            own: false,
+        }
+    }
+
+    /// An answer of the test server itself, in Weaviate's error shape.
+    fn own(status: u16, message: impl Into<String>) -> Self {
+        Reply {
+            own: true,
+            ..Reply::error(status, message)
+        }
     }
 
     /// Weaviate's handler error shape.
     fn error(status: u16, message: impl Into<String>) -> Self {
         Reply::json(status, json!({ "error": [{ "message": message.into() }] }))
     }
-}
-
-#[derive(Default)]
-pub(crate) struct Store {
-    classes: BTreeMap<String, ClassData>,
-}
-
-struct ClassData {
-    definition: Value,
-    objects: BTreeMap<Uuid, StoredObject>,
-    /// Set by the first vector stored, as the HNSW index does.
-    dims: Option<usize>,
-}
-
-struct StoredObject {
-    properties: Map<String, Value>,
-    vector: Option<Vec<f32>>,
-    created: i64,
-    updated: i64,
-}
-
-impl Store {
-    pub(crate) fn class(&self, name: &str) -> Option<&Value> {
-        self.classes.get(name).map(|c| &c.definition)
-    }
-
-    pub(crate) fn count(&self, name: &str) -> usize {
-        self.classes.get(name).map_or(0, |c| c.objects.len())
-    }
-
-    pub(crate) fn object_json(&self, class: &str, id: &Uuid, vector: bool) -> Option<Value> {
-        let o = self.classes.get(class)?.objects.get(id)?;
-        Some(object_json(class, id, o, vector))
-    }
-
-    fn find_class_insensitive(&self, name: &str) -> Option<&String> {
-        self.classes.keys().find(|k| k.eq_ignore_ascii_case(name))
-    }
-}
-
-fn object_json(class: &str, id: &Uuid, o: &StoredObject, include_vector: bool) -> Value {
-    let mut v = json!({
-        "class": class,
-        "creationTimeUnix": o.created,
-        "id": id,
-        "lastUpdateTimeUnix": o.updated,
-        "properties": o.properties,
-    });
-    if include_vector && let Some(vector) = &o.vector {
-        v["vector"] = json!(vector);
-    }
-    v
 }
 
 fn now_ms() -> i64 {
@@ -107,6 +77,14 @@ fn now_ms() -> i64 {
 
 /// The whole request pipeline.
 pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
+    if request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"))
+    {
+        return refuse_grpc(&shared, &request);
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query: Vec<(String, String)> = request
@@ -128,23 +106,20 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
         Ok(b) => b,
         Err(_) => return respond(&method, Reply::error(413, "request body too large")),
     };
-    lock(&shared.requests).push(RecordedRequest {
+    lock(&shared.requests).push(Received {
         method: method.to_string(),
         path: path.clone(),
         query: query.clone(),
         authorization: authorization.clone(),
-        body: serde_json::from_slice(&body).ok(),
+        body: body.clone(),
     });
 
     let mut rewrites = Vec::new();
     for action in shared.faults.take(&method, &path) {
         match action {
             Action::Delay(d) => tokio::time::sleep(d).await,
-            Action::Status(status) => {
-                return respond(
-                    &method,
-                    Reply::error(status, "weaviate-test-server: injected fault"),
-                );
+            Action::Status(status, message) => {
+                return respond(&method, Reply::error(status, message));
             }
             Action::Drop => {
                 if let Some(kill) = &kill {
@@ -197,6 +172,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
         return respond(&method, reply);
     };
 
+    if let Some(refusal) = refuse_query_parameters(operation, &query) {
+        return respond(&method, refusal);
+    }
+
     // go-swagger's checks run before Weaviate's handler and answer in go-openapi's shape.
     let parsed = match operation.check_request(&params, &query, &body) {
         Ok(parsed) => parsed,
@@ -224,8 +203,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
         reply.body = (!body.is_null()).then_some(body);
     }
 
+    if reply.own {
+        return respond(&method, reply);
+    }
     let mut problem = operation
-        .check_response(reply.status, reply.body.as_ref())
+        .check_response(reply.status, reply.body.as_mut())
         .err();
     if reply.status == 404 && reply.body.is_some() {
         problem = Some(format!("{}: a 404 must have an empty body", operation.id));
@@ -241,11 +223,51 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request) -> Response {
     respond(&method, reply)
 }
 
+/// Weaviate serves gRPC on its own port (50051); the test server speaks only REST and GraphQL.
+/// A gRPC call (on any port it listens on) gets a trailers-only answer with status
+/// UNIMPLEMENTED (12), so a gRPC client fails at once with a message that says why.
+fn refuse_grpc(shared: &Shared, request: &Request) -> Response {
+    lock(&shared.requests).push(Received {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        query: Vec::new(),
+        authorization: None,
+        body: bytes::Bytes::new(),
+    });
+    let message = format!(
+        "weaviate-test-server does not speak gRPC ({} is not served): use REST and GraphQL",
+        request.uri().path()
+    );
+    // grpc-message is percent-encoded (gRPC over HTTP/2 spec).
+    let encoded: String = message
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() && b != b'%' || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from_static("12"));
+    if let Ok(value) = HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", value);
+    }
+    response
+}
+
 fn respond(method: &Method, reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = match reply.body {
         Some(body) if *method != Method::HEAD && status != StatusCode::NO_CONTENT => {
-            let mut r = Response::new(Body::from(body.to_string()));
+            let bytes = crate::json::to_vec(&body);
+            let mut r = Response::new(Body::from(bytes));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -279,10 +301,59 @@ fn authenticate(shared: &Shared, authorization: Option<&str>) -> Option<Reply> {
     }
 }
 
+/// The query parameters each implemented operation understands (the rest of the spec's are
+/// refused, see the module docs).
+fn implemented_query_parameters(operation: &str) -> &'static [&'static str] {
+    match operation {
+        "objects.list" => &["class", "limit", "offset", "after", "include"],
+        "objects.class.get" => &["include", "consistency_level"],
+        "objects.class.head"
+        | "objects.create"
+        | "objects.class.put"
+        | "objects.class.patch"
+        | "objects.class.delete"
+        | "batch.objects.create"
+        | "batch.objects.delete" => &["consistency_level"],
+        "nodes.get" | "nodes.get.class" => &["output"],
+        "aliases.get" => &["class"],
+        _ => &[],
+    }
+}
+
+fn refuse_query_parameters(
+    operation: &crate::spec::Operation,
+    query: &[(String, String)],
+) -> Option<Reply> {
+    let in_spec = operation.query_parameters();
+    let implemented = implemented_query_parameters(&operation.id);
+    for (name, _) in query {
+        if !in_spec.contains(&name.as_str()) {
+            return Some(Reply::own(
+                422,
+                format!(
+                    "weaviate-test-server refuses the query parameter '{name}': Weaviate's spec has \
+                     no such parameter for {} (Weaviate would silently ignore it)",
+                    operation.id
+                ),
+            ));
+        }
+        if !implemented.contains(&name.as_str()) {
+            return Some(Reply::own(
+                422,
+                format!(
+                    "weaviate-test-server does not implement the query parameter '{name}' of {}",
+                    operation.id
+                ),
+            ));
+        }
+    }
+    None
+}
+
 fn dispatch(
     shared: &Shared,
     operation: &str,
-    params: &std::collections::HashMap<String, String>,
+    params: &HashMap<String, String>,
     query: &[(String, String)],
     body: Option<Value>,
 ) -> Reply {
@@ -292,9 +363,15 @@ fn dispatch(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let class_param = || upper_first(params.get("className").map_or("", String::as_str));
-    let id_param = || params.get("id").and_then(|s| Uuid::parse_str(s).ok());
     let mut store = lock(&shared.store);
+    let raw_class = params.get("className").map_or("", String::as_str);
+    // Schema calls take class names only; object calls take aliases too.
+    let schema_class = upper_first(raw_class);
+    let object_class = store
+        .resolve(raw_class)
+        .unwrap_or_else(|| schema_class.clone());
+    let id_param = params.get("id").and_then(|s| Uuid::parse_str(s).ok());
+    let read_only = shared.faults.read_only_state();
     match operation {
         "meta.get" => Reply::json(
             200,
@@ -305,13 +382,20 @@ fn dispatch(
             let classes: Vec<&Value> = store.classes.values().map(|c| &c.definition).collect();
             Reply::json(200, json!({ "classes": classes }))
         }
-        "schema.objects.get" => match store.class(&class_param()) {
+        "schema.objects.get" => match store.class(&schema_class) {
             Some(c) => Reply::json(200, c.clone()),
             None => Reply::empty(404),
         },
         "schema.objects.create" => create_class(shared, &mut store, body.unwrap_or(Value::Null)),
+        "schema.objects.update" => update_class(
+            shared,
+            &mut store,
+            &schema_class,
+            body.unwrap_or(Value::Null),
+        ),
         "schema.objects.delete" => {
-            store.classes.remove(&class_param());
+            // Deleting a class leaves its aliases (CONTRACT.md).
+            store.classes.remove(&schema_class);
             Reply::empty(200)
         }
         "batch.objects.create" => batch_create(shared, &mut store, body.unwrap_or(Value::Null)),
@@ -322,23 +406,26 @@ fn dispatch(
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            match id_param().and_then(|id| store.object_json(&class_param(), &id, vector)) {
+            match id_param.and_then(|id| store.object_json(&object_class, &id, vector)) {
                 Some(o) => Reply::json(200, o),
                 None => Reply::empty(404),
             }
         }
         "objects.class.head" => {
-            let exists = id_param().is_some_and(|id| {
+            let exists = id_param.is_some_and(|id| {
                 store
                     .classes
-                    .get(&class_param())
+                    .get(&object_class)
                     .is_some_and(|c| c.objects.contains_key(&id))
             });
             Reply::empty(if exists { 204 } else { 404 })
         }
         "objects.class.delete" => {
-            let class = class_param();
-            match (store.classes.get_mut(&class), id_param()) {
+            let class = object_class;
+            match (store.classes.get_mut(&class), id_param) {
+                (Some(_), Some(_)) if read_only.is_some() => {
+                    read_only_reply("delete object", read_only.as_ref())
+                }
                 (Some(c), Some(id)) => {
                     c.objects.remove(&id);
                     Reply::empty(204)
@@ -352,23 +439,259 @@ fn dispatch(
                 (Some(_), None) => Reply::empty(404),
             }
         }
+        "objects.create" => create_object(shared, &mut store, body.unwrap_or(Value::Null)),
         "objects.class.put" => put_object(
             shared,
             &mut store,
-            &class_param(),
-            id_param(),
+            &object_class,
+            id_param,
             body.unwrap_or(Value::Null),
         ),
         "objects.class.patch" => match body {
             None => Reply::empty(400),
-            Some(body) => patch_object(shared, &mut store, &class_param(), id_param(), body),
+            Some(body) => patch_object(shared, &mut store, &object_class, id_param, body),
         },
-        "graphql.post" => graphql_post(&store, body.unwrap_or(Value::Null)),
-        other => Reply::error(
+        "graphql.post" => graphql_post(shared, &store, body.unwrap_or(Value::Null)),
+        "nodes.get" => nodes(shared, &store, None, q("output")),
+        "nodes.get.class" => nodes(shared, &store, Some(&schema_class), q("output")),
+        "aliases.get" => {
+            let class = q("class").map(upper_first);
+            let aliases: Vec<Value> = store
+                .aliases
+                .iter()
+                .filter(|(_, c)| class.as_ref().is_none_or(|want| want == *c))
+                .map(|(alias, class)| json!({"alias": alias, "class": class}))
+                .collect();
+            Reply::json(200, json!({ "aliases": aliases }))
+        }
+        "aliases.create" => create_alias(&mut store, body.unwrap_or(Value::Null)),
+        "aliases.get.alias" => {
+            let alias = upper_first(params.get("aliasName").map_or("", String::as_str));
+            match store.aliases.get(&alias) {
+                Some(class) => Reply::json(200, json!({"alias": alias, "class": class})),
+                None => Reply::empty(404),
+            }
+        }
+        "aliases.update" => {
+            let alias = upper_first(params.get("aliasName").map_or("", String::as_str));
+            let class = upper_first(
+                body.as_ref()
+                    .and_then(|b| b["class"].as_str())
+                    .unwrap_or_default(),
+            );
+            if !store.aliases.contains_key(&alias) {
+                return Reply::empty(404);
+            }
+            if !store.classes.contains_key(&class) {
+                return Reply::error(422, format!("target class \"{class}\" does not exist"));
+            }
+            // One assignment: the switch is atomic, as Weaviate's single Raft command.
+            store.aliases.insert(alias.clone(), class.clone());
+            Reply::json(200, json!({"alias": alias, "class": class}))
+        }
+        "aliases.delete" => {
+            let alias = upper_first(params.get("aliasName").map_or("", String::as_str));
+            match store.aliases.remove(&alias) {
+                Some(_) => Reply::empty(204),
+                None => Reply::empty(404),
+            }
+        }
+        other => Reply::own(
             501,
             format!("weaviate-test-server does not implement {other}"),
         ),
     }
+}
+
+fn read_only_reply(what: &str, read_only: Option<&ReadOnly>) -> Reply {
+    let message = read_only.map(ReadOnly::message).unwrap_or_default();
+    Reply::error(500, format!("{what}: {message}"))
+}
+
+fn create_alias(store: &mut Store, body: Value) -> Reply {
+    let alias = upper_first(body["alias"].as_str().unwrap_or_default());
+    let class = upper_first(body["class"].as_str().unwrap_or_default());
+    if alias.is_empty() || !crate::classes::valid_class_name(&alias) {
+        return Reply::error(
+            422,
+            format!("create alias: '{alias}' is not a valid alias name"),
+        );
+    }
+    if store.aliases.contains_key(&alias) {
+        return Reply::error(422, format!("create alias: {alias}, alias already exists"));
+    }
+    if store.find_class_insensitive(&alias).is_some() {
+        return Reply::error(422, format!("create alias: class {alias} already exists"));
+    }
+    if !store.classes.contains_key(&class) {
+        return Reply::error(
+            422,
+            format!("create alias: target class \"{class}\" does not exist"),
+        );
+    }
+    store.aliases.insert(alias.clone(), class.clone());
+    Reply::json(200, json!({"alias": alias, "class": class}))
+}
+
+/// `GET /v1/nodes[/{class}]`: one node holding one shard per class
+/// (`adapters/repos/db/nodes.go`: shards and stats only with `output=verbose`).
+fn nodes(shared: &Shared, store: &Store, class: Option<&str>, output: Option<&str>) -> Reply {
+    let output = output.unwrap_or("minimal");
+    if output != "minimal" && output != "verbose" {
+        return Reply::error(
+            422,
+            format!(
+                "output: invalid output: \"{output}\", possible values are: \"minimal\", \"verbose\""
+            ),
+        );
+    }
+    if let Some(class) = class
+        && !store.classes.contains_key(class)
+    {
+        // Weaviate answers an empty node status for a class it does not know.
+        return Reply::json(200, json!({"nodes": [{}]}));
+    }
+    let read_only = shared.faults.read_only_state().is_some();
+    let mut node = json!({
+        "name": "weaviate-test-server",
+        "status": "HEALTHY",
+        "version": shared.config.version,
+        "gitHash": "",
+        "batchStats": {"queueLength": 0, "ratePerSecond": 0},
+        "operationalMode": "ReadWrite",
+    });
+    if output == "verbose" {
+        let shards: Vec<Value> = store
+            .classes
+            .iter()
+            .filter(|(name, _)| class.is_none_or(|c| c == name.as_str()))
+            .map(|(name, data)| {
+                json!({
+                    "name": data.shard,
+                    "class": name,
+                    "objectCount": data.objects.len(),
+                    "vectorIndexingStatus": if read_only { "READONLY" } else { "READY" },
+                    "compressed": false,
+                    "vectorQueueLength": 0,
+                    "loaded": true,
+                    "numberOfReplicas": 1,
+                    "replicationFactor": 1,
+                })
+            })
+            .collect();
+        let objects: usize = shards
+            .iter()
+            .filter_map(|s| s["objectCount"].as_u64())
+            .sum::<u64>() as usize;
+        node["stats"] = json!({"shardCount": shards.len(), "objectCount": objects});
+        node["shards"] = Value::Array(shards);
+    }
+    Reply::json(200, json!({ "nodes": [node] }))
+}
+
+/// `PUT /v1/schema/{class}`: the whole class replaces the stored one; what Weaviate keeps
+/// immutable is refused (`usecases/schema/class.go`, `parse_*_config.go`).
+fn update_class(shared: &Shared, store: &mut Store, name: &str, body: Value) -> Reply {
+    let Some(data) = store.classes.get_mut(name) else {
+        return Reply::empty(404);
+    };
+    let new = match normalize_class(body, &shared.config.default_vectorizer) {
+        Ok(c) => c,
+        Err(message) => return Reply::error(422, message),
+    };
+    let old = &data.definition;
+    if new["class"] != old["class"] {
+        return Reply::error(
+            422,
+            format!(
+                "class name is immutable: attempted change from \"{}\" to \"{}\"",
+                old["class"].as_str().unwrap_or_default(),
+                new["class"].as_str().unwrap_or_default()
+            ),
+        );
+    }
+    let strip = |props: &Value| -> Vec<Value> {
+        props
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        let mut p = p.clone();
+                        if let Some(m) = p.as_object_mut() {
+                            m.remove("description");
+                        }
+                        p
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if strip(&new["properties"]) != strip(&old["properties"]) {
+        return Reply::error(
+            422,
+            "properties cannot be updated through updating the class. Use the add property \
+             feature (e.g. \"POST /v1/schema/{className}/properties\") to add additional \
+             properties",
+        );
+    }
+    for (key, what) in [
+        ("vectorizer", "vectorizer"),
+        ("vectorIndexType", "vector index type"),
+    ] {
+        if new[key] != old[key] {
+            return Reply::error(
+                422,
+                format!(
+                    "{what} is immutable: attempted change from {} to {}",
+                    old[key], new[key]
+                ),
+            );
+        }
+    }
+    for key in ["distance", "efConstruction", "maxConnections"] {
+        let (a, b) = (
+            &old["vectorIndexConfig"][key],
+            &new["vectorIndexConfig"][key],
+        );
+        if a != b {
+            return Reply::error(
+                422,
+                format!(
+                    "vector index config: {key} is immutable: attempted change from {a} to {b}"
+                ),
+            );
+        }
+    }
+    if new["shardingConfig"]["desiredCount"] != old["shardingConfig"]["desiredCount"] {
+        return Reply::error(
+            422,
+            "re-sharding not supported yet: shard count is immutable",
+        );
+    }
+    data.definition = new.clone();
+    Reply::json(200, new)
+}
+
+fn graphql_post(shared: &Shared, store: &Store, body: Value) -> Reply {
+    let query = body
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if query.is_empty() {
+        return Reply::error(422, "query cannot be empty");
+    }
+    if body.get("operationName").is_some_and(|o| !o.is_null()) {
+        return Reply::own(422, "weaviate-test-server does not implement operationName");
+    }
+    let variables = match body.get("variables") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(v)) => v.clone(),
+        Some(_) => return Reply::error(422, "variables must be a JSON object"),
+    };
+    Reply::json(
+        200,
+        query::execute(&shared.config, store, query, &variables),
+    )
 }
 
 fn parse_include(include: Option<&str>) -> Result<bool, Reply> {
@@ -397,14 +720,10 @@ fn create_class(shared: &Shared, store: &mut Store, body: Value) -> Reply {
     if let Some(existing) = store.find_class_insensitive(&name) {
         return Reply::error(422, format!("class name {existing} already exists"));
     }
-    store.classes.insert(
-        name,
-        ClassData {
-            definition: class.clone(),
-            objects: BTreeMap::new(),
-            dims: None,
-        },
-    );
+    if store.aliases.contains_key(&name) {
+        return Reply::error(422, format!("class name {name} already exists"));
+    }
+    store.classes.insert(name, ClassData::new(class.clone()));
     Reply::json(200, class)
 }
 
@@ -437,11 +756,13 @@ fn check_dims(dims: Option<usize>, vector: &Option<Vec<f32>>) -> Result<(), Stri
 }
 
 fn batch_create(shared: &Shared, store: &mut Store, body: Value) -> Reply {
-    let objects = body
-        .get("objects")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let objects = match body {
+        Value::Object(mut map) => match map.remove("objects") {
+            Some(Value::Array(objects)) => objects,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
     if objects.is_empty() {
         return Reply::error(
             422,
@@ -449,9 +770,27 @@ fn batch_create(shared: &Shared, store: &mut Store, body: Value) -> Reply {
         );
     }
     let now = now_ms();
+    let batch_failure = shared.faults.batch_failure();
+    let read_only = shared.faults.read_only_state();
+    // Classes (shards) whose first object the read-only bug has already reported.
+    let mut reported: Vec<String> = Vec::new();
     let mut results = Vec::with_capacity(objects.len());
     for mut object in objects {
-        let outcome = batch_put_one(shared, store, &mut object, now);
+        let outcome = batch_put_one(shared, store, &mut object, now).and_then(|pending| {
+            if let Some(message) = &batch_failure {
+                return Err(message.clone());
+            }
+            if let Some(read_only) = &read_only {
+                // With the bug, only the shard's first object is reported; none is written.
+                if read_only.reporting_bug && reported.contains(&pending.class) {
+                    return Ok(());
+                }
+                reported.push(pending.class);
+                return Err(read_only.message());
+            }
+            pending.write(store);
+            Ok(())
+        });
         if let Some(map) = object.as_object_mut() {
             map.insert("creationTimeUnix".into(), json!(now));
             map.insert("lastUpdateTimeUnix".into(), json!(now));
@@ -471,21 +810,40 @@ fn batch_create(shared: &Shared, store: &mut Store, body: Value) -> Reply {
     Reply::json(200, Value::Array(results))
 }
 
+/// A validated batch object, ready to be stored.
+struct PendingWrite {
+    class: String,
+    id: Uuid,
+    object: StoredObject,
+}
+
+impl PendingWrite {
+    fn write(self, store: &mut Store) {
+        if let Some(data) = store.classes.get_mut(&self.class) {
+            if let Some(v) = &self.object.vector {
+                data.dims = Some(v.len());
+            }
+            // The batch is Weaviate's upsert: an existing object is replaced whole.
+            data.objects.insert(self.id, self.object);
+        }
+    }
+}
+
 fn batch_put_one(
     shared: &Shared,
     store: &mut Store,
     object: &mut Value,
     now: i64,
-) -> Result<(), String> {
-    let class = upper_first(
-        object
-            .get("class")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-    );
-    if class.is_empty() {
+) -> Result<PendingWrite, String> {
+    let named = object
+        .get("class")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if named.is_empty() {
         return Err("object has an empty class".into());
     }
+    let class = store.resolve(&named).unwrap_or_else(|| upper_first(&named));
     object["class"] = json!(class);
     let id = match object.get("id").and_then(Value::as_str) {
         None => {
@@ -501,14 +859,9 @@ fn batch_put_one(
         }
         let definition =
             normalize_class(json!({"class": class}), &shared.config.default_vectorizer)?;
-        store.classes.insert(
-            class.clone(),
-            ClassData {
-                definition,
-                objects: BTreeMap::new(),
-                dims: None,
-            },
-        );
+        store
+            .classes
+            .insert(class.clone(), ClassData::new(definition));
     }
     if let Some(message) = shared.faults.object_failure(&id) {
         return Err(message);
@@ -523,35 +876,30 @@ fn batch_put_one(
     )?;
     let vector = vector_of(object)?;
     check_dims(data.dims, &vector)?;
-    if let Some(v) = &vector {
-        data.dims = Some(v.len());
-    }
-    // The batch is Weaviate's upsert: an existing object is replaced whole.
-    data.objects.insert(
+    Ok(PendingWrite {
+        class,
         id,
-        StoredObject {
+        object: StoredObject {
             properties,
             vector,
             created: now,
             updated: now,
         },
-    );
-    Ok(())
+    })
 }
 
 fn batch_delete(shared: &Shared, store: &mut Store, body: Value) -> Reply {
     let Some(matcher) = body.get("match").filter(|m| !m.is_null()) else {
         return Reply::error(422, "validate: empty match clause");
     };
-    let class = upper_first(
-        matcher
-            .get("class")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-    );
-    if class.is_empty() {
+    let named = matcher
+        .get("class")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if named.is_empty() {
         return Reply::error(422, "validate: empty match.class clause");
     }
+    let class = store.resolve(named).unwrap_or_else(|| upper_first(named));
     let Some(where_) = matcher.get("where").filter(|w| !w.is_null()) else {
         return Reply::error(422, "validate: empty match.where clause");
     };
@@ -577,23 +925,43 @@ fn batch_delete(shared: &Shared, store: &mut Store, body: Value) -> Reply {
             Ok(f) => f,
             Err(message) => return Reply::error(422, format!("validate: {message}")),
         };
-        data.objects
-            .iter()
-            .filter(|(id, o)| filter.matches(id, &o.properties))
-            .map(|(id, _)| *id)
-            .collect()
+        // Deleting many objects by id (`id` ContainsAny) looks them up instead of scanning.
+        match filter.id_candidates() {
+            Some(pinned) => pinned
+                .ids
+                .into_iter()
+                .filter(|id| {
+                    data.objects
+                        .get(id)
+                        .is_some_and(|o| pinned.exact || filter.matches(id, &o.properties))
+                })
+                .collect(),
+            None => data
+                .objects
+                .iter()
+                .filter(|(id, o)| filter.matches(id, &o.properties))
+                .map(|(id, _)| *id)
+                .collect(),
+        }
     };
     let limit = shared.config.query_maximum_results;
     let chosen = &matched[..matched.len().min(limit)];
-    let mut successful = 0u64;
+    let read_only = shared.faults.read_only_state();
+    let (mut successful, mut failed) = (0u64, 0u64);
     let mut objects = Vec::new();
     for id in chosen {
-        if !dry_run {
+        let status = if dry_run {
+            json!({"id": id, "status": "DRYRUN"})
+        } else if let Some(read_only) = &read_only {
+            failed += 1;
+            json!({"id": id, "status": "FAILED", "errors": {"error": [{"message": read_only.message()}]}})
+        } else {
             data.objects.remove(id);
             successful += 1;
-        }
+            json!({"id": id, "status": "SUCCESS"})
+        };
         if output == "verbose" {
-            objects.push(json!({"id": id, "status": if dry_run { "DRYRUN" } else { "SUCCESS" }}));
+            objects.push(status);
         }
     }
     Reply::json(
@@ -607,7 +975,7 @@ fn batch_delete(shared: &Shared, store: &mut Store, body: Value) -> Reply {
                 "matches": matched.len(),
                 "limit": limit,
                 "successful": successful,
-                "failed": 0,
+                "failed": failed,
                 "objects": if output == "verbose" { json!(objects) } else { Value::Null },
             }
         }),
@@ -689,6 +1057,34 @@ fn list_objects<'q>(shared: &Shared, store: &Store, q: &dyn Fn(&str) -> Option<&
     Reply::json(200, json!({"objects": objects, "totalResults": total}))
 }
 
+/// `POST /v1/objects`: create one object; an existing id is refused (it is no upsert).
+fn create_object(shared: &Shared, store: &mut Store, mut body: Value) -> Reply {
+    if let Some(existing) = body
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+    {
+        let class = body
+            .get("class")
+            .and_then(Value::as_str)
+            .and_then(|c| store.resolve(c));
+        if class.is_some_and(|c| store.classes[&c].objects.contains_key(&existing)) {
+            return Reply::error(422, format!("id '{existing}' already exists"));
+        }
+    }
+    let now = now_ms();
+    let pending = match batch_put_one(shared, store, &mut body, now) {
+        Ok(p) => p,
+        Err(message) => return Reply::error(422, format!("invalid object: {message}")),
+    };
+    if let Some(read_only) = shared.faults.read_only_state() {
+        return read_only_reply("put object", Some(&read_only));
+    }
+    let echoed = object_json(&pending.class, &pending.id, &pending.object, true);
+    pending.write(store);
+    Reply::json(200, echoed)
+}
+
 fn put_object(
     shared: &Shared,
     store: &mut Store,
@@ -707,11 +1103,10 @@ fn put_object(
         return Reply::error(422, "invalid update: field 'id' is immutable");
     }
     // Weaviate replaces the object of the class named in the body.
-    let class = upper_first(
-        body.get("class")
-            .and_then(Value::as_str)
-            .unwrap_or(path_class),
-    );
+    let class = match body.get("class").and_then(Value::as_str) {
+        Some(named) => store.resolve(named).unwrap_or_else(|| upper_first(named)),
+        None => path_class.to_owned(),
+    };
     let Some(data) = store.classes.get_mut(&class) else {
         return Reply::empty(404);
     };
@@ -732,6 +1127,9 @@ fn put_object(
     };
     if let Err(message) = check_dims(data.dims, &vector) {
         return Reply::error(500, format!("update object: put object: {message}"));
+    }
+    if let Some(read_only) = shared.faults.read_only_state() {
+        return read_only_reply("update object: put object", Some(&read_only));
     }
     if let Some(v) = &vector {
         data.dims = Some(v.len());
@@ -779,6 +1177,12 @@ fn patch_object(
     if let Err(message) = check_dims(data.dims, &vector) {
         return bad(message);
     }
+    if let Some(read_only) = shared.faults.read_only_state() {
+        return read_only_reply(
+            "msg:merge and vectorize code:500 err:repo.merge",
+            Some(&read_only),
+        );
+    }
     let removed: Vec<String> = body
         .get("properties")
         .and_then(Value::as_object)
@@ -805,183 +1209,4 @@ fn patch_object(
     }
     object.updated = now_ms();
     Reply::empty(204)
-}
-
-fn graphql_post(store: &Store, body: Value) -> Reply {
-    let query = body
-        .get("query")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if query.is_empty() {
-        return Reply::error(422, "query cannot be empty");
-    }
-    let variables = match body.get("variables") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(v)) => v.clone(),
-        Some(_) => return Reply::error(422, "variables must be a JSON object"),
-    };
-    let fields = match graphql::parse(query, &variables) {
-        Ok(f) => f,
-        Err(errors) => return Reply::json(200, errors),
-    };
-    let mut data = Map::new();
-    for root in &fields {
-        if root.name != "Get" {
-            return Reply::json(
-                200,
-                graphql::error(
-                    &format!(
-                        "Cannot query field \"{}\" on type \"WeaviateObj\".",
-                        root.name
-                    ),
-                    root.line,
-                    root.column,
-                    &[],
-                ),
-            );
-        }
-        let mut get = Map::new();
-        for selection in &root.children {
-            match graphql_get_class(store, selection) {
-                Ok(items) => {
-                    get.insert(selection.key().to_owned(), Value::Array(items));
-                }
-                Err(errors) => return Reply::json(200, errors),
-            }
-        }
-        data.insert(root.key().to_owned(), Value::Object(get));
-    }
-    Reply::json(200, json!({ "data": data }))
-}
-
-fn graphql_get_class(store: &Store, selection: &graphql::Field) -> Result<Vec<Value>, Value> {
-    let class = &selection.name;
-    let Some(data) = store.classes.get(class) else {
-        return Err(graphql::error(
-            &format!("Cannot query field \"{class}\" on type \"GetObjectsObj\"."),
-            selection.line,
-            selection.column,
-            &[],
-        ));
-    };
-    for field in &selection.children {
-        let known = field.name == "_additional"
-            || data.definition["properties"]
-                .as_array()
-                .is_some_and(|p| p.iter().any(|p| p["name"] == field.name.as_str()));
-        if !known {
-            return Err(graphql::error(
-                &format!("Cannot query field \"{}\" on type \"{class}\".", field.name),
-                field.line,
-                field.column,
-                &[],
-            ));
-        }
-    }
-    let limit = selection
-        .arg("limit")
-        .and_then(Value::as_u64)
-        .map_or(100, |l| l as usize);
-    let distance_metric = data.definition["vectorIndexConfig"]["distance"]
-        .as_str()
-        .unwrap_or("cosine")
-        .to_owned();
-    let mut hits: Vec<(Option<f32>, &Uuid, &StoredObject)> = match selection.arg("nearVector") {
-        Some(near) => {
-            let query: Vec<f32> = near["vector"]
-                .as_array()
-                .map(|v| {
-                    v.iter()
-                        .filter_map(Value::as_f64)
-                        .map(|f| f as f32)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(d) = data.dims
-                && d != query.len()
-            {
-                return Err(graphql::error(
-                    &format!(
-                        "explorer: get class: vector search: object vector search at index {}: \
-                         vector search: knn search: distance between entrypoint and query node: \
-                         vector lengths don't match: {} vs {d}",
-                        class.to_ascii_lowercase(),
-                        query.len()
-                    ),
-                    selection.line,
-                    selection.column,
-                    &["Get", class],
-                ));
-            }
-            let max_distance = near.get("distance").and_then(Value::as_f64);
-            let mut hits: Vec<_> = data
-                .objects
-                .iter()
-                .filter_map(|(id, o)| {
-                    let v = o.vector.as_ref()?;
-                    Some((Some(distance(&distance_metric, &query, v)), id, o))
-                })
-                .filter(|(d, _, _)| max_distance.is_none_or(|m| f64::from(d.unwrap_or(0.0)) <= m))
-                .collect();
-            hits.sort_by(|a, b| {
-                a.0.partial_cmp(&b.0)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then(a.1.cmp(b.1))
-            });
-            hits
-        }
-        None => data.objects.iter().map(|(id, o)| (None, id, o)).collect(),
-    };
-    hits.truncate(limit);
-    Ok(hits
-        .into_iter()
-        .map(|(d, id, o)| {
-            let mut item = Map::new();
-            for field in &selection.children {
-                if field.name == "_additional" {
-                    let mut additional = Map::new();
-                    for a in &field.children {
-                        let value = match a.name.as_str() {
-                            "id" => json!(id),
-                            "distance" => d.map_or(Value::Null, |d| json!(d)),
-                            "certainty" => d.map_or(Value::Null, |d| json!(1.0 - d / 2.0)),
-                            "vector" => json!(o.vector),
-                            "creationTimeUnix" => json!(o.created.to_string()),
-                            "lastUpdateTimeUnix" => json!(o.updated.to_string()),
-                            _ => Value::Null,
-                        };
-                        additional.insert(a.key().to_owned(), value);
-                    }
-                    item.insert(field.key().to_owned(), Value::Object(additional));
-                } else {
-                    item.insert(
-                        field.key().to_owned(),
-                        o.properties
-                            .get(&field.name)
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                    );
-                }
-            }
-            Value::Object(item)
-        })
-        .collect())
-}
-
-fn distance(metric: &str, a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    match metric {
-        "dot" => -dot,
-        "l2-squared" => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum(),
-        "manhattan" => a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum(),
-        _ => {
-            let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if na == 0.0 || nb == 0.0 {
-                1.0
-            } else {
-                1.0 - dot / (na * nb)
-            }
-        }
-    }
 }

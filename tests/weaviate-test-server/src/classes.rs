@@ -128,14 +128,26 @@ pub(crate) fn normalize_class(mut class: Value, default_vectorizer: &str) -> Res
             "parse vector index config: invalid hnsw config: distance {distance} not supported"
         ));
     }
+    // Weaviate's HNSW defaults (`entities/vectorindex/hnsw/config.go`), every key present as
+    // Weaviate answers them (the v4 client reads them all).
     for (key, value) in [
         ("distance", json!(distance)),
         ("ef", json!(-1)),
         ("efConstruction", json!(128)),
         ("maxConnections", json!(32)),
+        ("dynamicEfMin", json!(100)),
+        ("dynamicEfMax", json!(500)),
+        ("dynamicEfFactor", json!(8)),
+        ("flatSearchCutoff", json!(40_000)),
+        ("filterStrategy", json!("acorn")),
         ("cleanupIntervalSeconds", json!(300)),
         ("skip", json!(false)),
         ("vectorCacheMaxObjects", json!(1_000_000_000_000i64)),
+        ("pq", json!({"enabled": false})),
+        ("bq", json!({"enabled": false})),
+        ("sq", json!({"enabled": false})),
+        ("rq", json!({"enabled": false})),
+        ("multivector", json!({"enabled": false})),
     ] {
         if let Some(cfg) = config.as_object_mut() {
             cfg.entry(key).or_insert(value);

@@ -1,24 +1,97 @@
-//! Just enough GraphQL for `{ Get { Class(nearVector: {vector: [...]}, limit: N) { props
-//! _additional { id distance vector } } } }`, Weaviate's (deprecated) vector search.
+//! A GraphQL document parser: operations, selections with aliases and arguments, literal values
+//! (enums kept apart from strings, ints from floats, as graphql-go types them) and `$variables`.
+//! What the queries mean is `query.rs`'s job.
 //!
 //! Answers follow graphql-go as Weaviate uses it: always HTTP 200, either `{"data": ...}` or
 //! `{"errors": [{"locations": [...], "message": ..., "path": [...]}]}`.
 
+use std::fmt;
+
 use serde_json::{Map, Value, json};
+
+/// A GraphQL input value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum GValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// An enum literal (`operator: Equal`).
+    Enum(String),
+    List(Vec<GValue>),
+    Object(Vec<(String, GValue)>),
+    /// A string from `variables`: JSON has no enums, so it may stand for either.
+    VarStr(String),
+}
+
+impl GValue {
+    fn from_json(v: &Value) -> GValue {
+        match v {
+            Value::Null => GValue::Null,
+            Value::Bool(b) => GValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => GValue::Int(i),
+                None => GValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => GValue::VarStr(s.clone()),
+            Value::Array(items) => GValue::List(items.iter().map(GValue::from_json).collect()),
+            Value::Object(map) => GValue::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), GValue::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for GValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GValue::Null => write!(f, "null"),
+            GValue::Bool(b) => write!(f, "{b}"),
+            GValue::Int(i) => write!(f, "{i}"),
+            GValue::Float(x) => write!(f, "{x}"),
+            GValue::Str(s) | GValue::VarStr(s) => write!(f, "{}", Value::String(s.clone())),
+            GValue::Enum(e) => write!(f, "{e}"),
+            GValue::List(items) => {
+                write!(f, "[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                write!(f, "]")
+            }
+            GValue::Object(fields) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                write!(f, "}}")
+            }
+        }
+    }
+}
 
 /// A parsed selection: `alias: name(args) { children }`.
 #[derive(Debug)]
 pub(crate) struct Field {
     pub name: String,
     pub alias: Option<String>,
-    pub args: Vec<(String, Value)>,
+    pub args: Vec<(String, GValue)>,
     pub children: Vec<Field>,
     pub line: usize,
     pub column: usize,
 }
 
 impl Field {
-    pub(crate) fn arg(&self, name: &str) -> Option<&Value> {
+    #[cfg(test)]
+    pub(crate) fn arg(&self, name: &str) -> Option<&GValue> {
         self.args.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
@@ -224,7 +297,7 @@ impl Parser<'_> {
         })
     }
 
-    fn value(&mut self) -> Result<Value, Value> {
+    fn value(&mut self) -> Result<GValue, Value> {
         self.skip_ignored();
         match self.peek() {
             Some('[') => {
@@ -234,23 +307,23 @@ impl Parser<'_> {
                     self.skip_ignored();
                     if self.peek() == Some(']') {
                         self.pos += 1;
-                        return Ok(Value::Array(items));
+                        return Ok(GValue::List(items));
                     }
                     items.push(self.value()?);
                 }
             }
             Some('{') => {
                 self.pos += 1;
-                let mut map = Map::new();
+                let mut fields = Vec::new();
                 loop {
                     self.skip_ignored();
                     if self.peek() == Some('}') {
                         self.pos += 1;
-                        return Ok(Value::Object(map));
+                        return Ok(GValue::Object(fields));
                     }
                     let key = self.name()?;
                     self.expect(':')?;
-                    map.insert(key, self.value()?);
+                    fields.push((key, self.value()?));
                 }
             }
             Some('"') => {
@@ -258,10 +331,18 @@ impl Parser<'_> {
                 let mut s = String::new();
                 loop {
                     match self.next() {
-                        Some('"') => return Ok(Value::String(s)),
+                        Some('"') => return Ok(GValue::Str(s)),
                         Some('\\') => match self.next() {
                             Some('n') => s.push('\n'),
                             Some('t') => s.push('\t'),
+                            Some('r') => s.push('\r'),
+                            Some('u') => {
+                                let hex: String = (0..4).filter_map(|_| self.next()).collect();
+                                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                                    Some(c) => s.push(c),
+                                    None => return Err(self.error("Invalid unicode escape")),
+                                }
+                            }
                             Some(c) => s.push(c),
                             None => return Err(self.error("Unterminated string")),
                         },
@@ -273,7 +354,10 @@ impl Parser<'_> {
             Some('$') => {
                 self.pos += 1;
                 let name = self.name()?;
-                Ok(self.variables.get(&name).cloned().unwrap_or(Value::Null))
+                Ok(self
+                    .variables
+                    .get(&name)
+                    .map_or(GValue::Null, GValue::from_json))
             }
             Some(c) if c == '-' || c.is_ascii_digit() => {
                 let start = self.pos;
@@ -285,19 +369,21 @@ impl Parser<'_> {
                     self.pos += 1;
                 }
                 let text: String = self.chars[start..self.pos].iter().collect();
-                serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .filter(Value::is_number)
-                    .ok_or_else(|| self.error("Invalid number"))
+                let float = text.contains(['.', 'e', 'E']);
+                let parsed = if float {
+                    text.parse::<f64>().ok().map(GValue::Float)
+                } else {
+                    text.parse::<i64>().ok().map(GValue::Int)
+                };
+                parsed.ok_or_else(|| self.error("Invalid number"))
             }
             Some(c) if c.is_alphabetic() || c == '_' => {
                 let word = self.name()?;
                 Ok(match word.as_str() {
-                    "true" => Value::Bool(true),
-                    "false" => Value::Bool(false),
-                    "null" => Value::Null,
-                    // Enum values (e.g. `operator: Equal`) read as their names.
-                    _ => Value::String(word),
+                    "true" => GValue::Bool(true),
+                    "false" => GValue::Bool(false),
+                    "null" => GValue::Null,
+                    _ => GValue::Enum(word),
                 })
             }
             _ => Err(self.error("Unexpected")),
@@ -317,10 +403,10 @@ mod tests {
         assert_eq!(fields[0].name, "Get");
         let class = &fields[0].children[0];
         assert_eq!(class.name, "Product");
-        assert_eq!(class.arg("limit"), Some(&json!(5)));
+        assert_eq!(class.arg("limit"), Some(&GValue::Int(5)));
         assert_eq!(
-            class.arg("nearVector"),
-            Some(&json!({"vector": [0.5, -0.25, 0.0000001]}))
+            class.arg("nearVector").map(ToString::to_string),
+            Some("{vector: [0.5, -0.25, 0.0000001]}".to_owned())
         );
         assert_eq!(class.children.len(), 3);
         assert_eq!(class.children[2].children[1].name, "distance");
@@ -333,7 +419,10 @@ mod tests {
         let fields = parse(q, vars.as_object().expect("object")).expect("valid");
         assert_eq!(
             fields[0].children[0].arg("nearVector"),
-            Some(&json!({"vector": [1.0, 2.0]}))
+            Some(&GValue::Object(vec![(
+                "vector".into(),
+                GValue::List(vec![GValue::Float(1.0), GValue::Float(2.0)])
+            )]))
         );
     }
 

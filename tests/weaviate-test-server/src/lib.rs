@@ -22,7 +22,11 @@ mod classes;
 mod faults;
 mod filter;
 mod graphql;
+mod json;
+mod query;
 mod spec;
+mod store;
+mod text;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,11 +92,21 @@ pub struct RecordedRequest {
     pub body: Option<Value>,
 }
 
+/// A request as received; the body is parsed only when a test asks for it, so recording costs
+/// nothing on the hot path (a batch of 256 vectors is a megabyte of JSON).
+pub(crate) struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub authorization: Option<String>,
+    pub body: bytes::Bytes,
+}
+
 pub(crate) struct Shared {
     pub config: ServerConfig,
-    pub store: Mutex<api::Store>,
+    pub store: Mutex<store::Store>,
     pub faults: Faults,
-    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub requests: Mutex<Vec<Received>>,
     pub violations: Mutex<Vec<String>>,
     pub ready: AtomicBool,
 }
@@ -102,6 +116,8 @@ pub struct TestServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    router: Router,
+    extra: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl TestServer {
@@ -116,15 +132,31 @@ impl TestServer {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
-            store: Mutex::new(api::Store::default()),
+            store: Mutex::new(store::Store::default()),
             faults: Faults::default(),
             requests: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             ready: AtomicBool::new(true),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
-        let task = tokio::spawn(accept_loop(listener, router));
-        Ok(TestServer { addr, shared, task })
+        let task = tokio::spawn(accept_loop(listener, router.clone()));
+        Ok(TestServer {
+            addr,
+            shared,
+            task,
+            router,
+            extra: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Also listen on `port` (0: a free one) of `127.0.0.1`, for clients that insist on a gRPC
+    /// port of its own (Weaviate's 50051): the same server answers there, so a gRPC call gets
+    /// the clear UNIMPLEMENTED refusal. Returns the address.
+    pub async fn listen_also(&self, port: u16) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        lock(&self.extra).push(tokio::spawn(accept_loop(listener, self.router.clone())));
+        Ok(addr)
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -144,7 +176,16 @@ impl TestServer {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests)
+            .iter()
+            .map(|r| RecordedRequest {
+                method: r.method.clone(),
+                path: r.path.clone(),
+                query: r.query.clone(),
+                authorization: r.authorization.clone(),
+                body: serde_json::from_slice(&r.body).ok(),
+            })
+            .collect()
     }
 
     /// Responses this server was about to send that broke Weaviate's spec (each was replaced by
@@ -168,6 +209,31 @@ impl TestServer {
         lock(&self.shared.store).count(class)
     }
 
+    /// Run one request through the whole pipeline (faults, spec checks, handler, response check)
+    /// without a socket, and return the status and body. For benchmarks that measure the
+    /// server's own cost; tests should go through HTTP.
+    pub async fn handle_in_process(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> (u16, bytes::Bytes) {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("content-type", "application/json")
+            .body(Body::from(body));
+        let Ok(request) = request else {
+            return (400, bytes::Bytes::new());
+        };
+        let response = api::handle(self.shared.clone(), request).await;
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// The stored definition of `class`, as `GET /v1/schema/{class}` shows it.
     pub fn class(&self, class: &str) -> Option<Value> {
         lock(&self.shared.store).class(class).cloned()
@@ -177,6 +243,9 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
+        for task in lock(&self.extra).iter() {
+            task.abort();
+        }
     }
 }
 
@@ -211,8 +280,11 @@ async fn accept_loop(listener: TcpListener, router: Router) {
                     request.extensions_mut().insert(handle.clone());
                     router.clone().oneshot(request.map(Body::new))
                 });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            // HTTP/1 for REST and GraphQL; HTTP/2 is accepted only so that a gRPC client gets
+            // a clear UNIMPLEMENTED instead of a hang or a protocol error.
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 // Dropping the connection future closes the socket with no answer.

@@ -25,6 +25,11 @@ struct Args {
     /// Turn auto-schema off.
     #[arg(long)]
     no_auto_schema: bool,
+    /// Also listen on this port (0 picks a free one) for clients that need a separate gRPC
+    /// port: every gRPC call there is refused with UNIMPLEMENTED. Printed on a second line as
+    /// `grpc refused on 127.0.0.1:<port>`.
+    #[arg(long)]
+    grpc_port: Option<u16>,
 }
 
 #[tokio::main]
@@ -38,6 +43,9 @@ async fn main() -> std::io::Result<()> {
     };
     let server = TestServer::start_with(config, args.port).await?;
     println!("listening on {}", server.url());
+    if let Some(port) = args.grpc_port {
+        println!("grpc refused on {}", server.listen_also(port).await?);
+    }
     tokio::signal::ctrl_c().await?;
     drop(server);
     Ok(())

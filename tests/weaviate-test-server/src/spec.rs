@@ -234,6 +234,15 @@ impl Operation {
         }
     }
 
+    /// The names of the query parameters the spec declares for this operation.
+    pub(crate) fn query_parameters(&self) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|p| p.get("in").and_then(Value::as_str) == Some("query"))
+            .filter_map(|p| p.get("name").and_then(Value::as_str))
+            .collect()
+    }
+
     /// Check path and query parameters and the body as go-swagger does before Weaviate's handler
     /// runs. Returns the parsed body (`None` when the operation takes none or it was empty).
     pub(crate) fn check_request(
@@ -294,16 +303,27 @@ impl Operation {
                 format!("parsing {} body from \"\" failed, because {e}", param.name),
             )
         })?;
+        let mut value = value;
         let validator = spec().validator(&format!("{}:request", self.id), &param.schema);
-        if let Some(error) = validator.iter_errors(&value).next() {
-            return Err(rejection(&param.name, &error));
+        let problem = with_compacted(&mut value, |v| {
+            validator
+                .iter_errors(v)
+                .next()
+                .map(|error| rejection(&param.name, &error))
+        });
+        match problem {
+            Some(rejection) => Err(rejection),
+            None => Ok(Some(value)),
         }
-        Ok(Some(value))
     }
 
     /// Check a response against the spec: its status must be declared, and a declared schema
     /// must match the body.
-    pub(crate) fn check_response(&self, status: u16, body: Option<&Value>) -> Result<(), String> {
+    pub(crate) fn check_response(
+        &self,
+        status: u16,
+        body: Option<&mut Value>,
+    ) -> Result<(), String> {
         let declared = self
             .responses
             .get(&status.to_string())
@@ -313,21 +333,109 @@ impl Operation {
             return Ok(());
         };
         let Some(body) = body else {
+            // go-swagger's error responders (`NewXNotFound()`) may carry no payload: a declared
+            // error schema does not make a body required.
+            if status >= 400 {
+                return Ok(());
+            }
             return Err(format!(
                 "{} {status} declares a body schema but the response has no body",
                 self.id
             ));
         };
         let validator = spec().validator(&format!("{}:{status}", self.id), schema);
-        match validator.iter_errors(body).next() {
+        with_compacted(body, |body| match validator.iter_errors(body).next() {
             None => Ok(()),
             Some(e) => Err(format!(
                 "{} {status}: {e} at {}",
                 self.id,
                 e.instance_path()
             )),
+        })
+    }
+}
+
+/// Arrays of numbers longer than this are checked through representatives.
+const LONG_ARRAY: usize = 8;
+
+/// Run `check` on `value` with every long array of numbers (and nulls) cut down to one element
+/// of each kind, then put the arrays back (in place: nothing large is copied).
+///
+/// Vectors dominate the cost of checking a body (a batch of 256 objects carries 98,304 floats,
+/// and the batch answer echoes them). Weaviate's spec constrains neither the length of an array
+/// (no `minItems`/`maxItems`/`uniqueItems`) nor the values of number array items (its only
+/// `minimum`/`maximum` is on a scalar), so every element of such an array meets the same item
+/// schema and only its JSON kind can matter (null, integral, fractional: an `integer` item
+/// schema refuses only the last): keeping the first of each decides the whole array. An array holding anything else
+/// (a string among numbers) is kept whole, so its error is still found. (An error inside a
+/// shortened array would name the representative's index; none can occur with this spec.)
+fn with_compacted<R>(value: &mut Value, check: impl FnOnce(&Value) -> R) -> R {
+    /// For a long array of numbers and nulls only: its first null, integral and fractional
+    /// element (what an item schema can tell apart), in one pass.
+    fn representatives(items: &[Value]) -> Option<Vec<Value>> {
+        if items.len() <= LONG_ARRAY {
+            return None;
+        }
+        let (mut null, mut integral, mut fractional) = (None, None, None);
+        for item in items {
+            match item {
+                Value::Number(n) if integral.is_none() || fractional.is_none() => {
+                    // A cast instead of `fract()`: this runs for every float of every vector.
+                    let is_integral =
+                        !n.is_f64() || n.as_f64().is_some_and(|f| f == (f as i64) as f64);
+                    if is_integral {
+                        integral.get_or_insert(item);
+                    } else {
+                        fractional.get_or_insert(item);
+                    }
+                }
+                Value::Number(_) => {}
+                Value::Null => {
+                    null.get_or_insert(item);
+                }
+                _ => return None,
+            }
+        }
+        Some(
+            [null, integral, fractional]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        )
+    }
+    // One entry per array in pre-order: the original items of a shortened one.
+    fn shrink(value: &mut Value, saved: &mut Vec<Option<Vec<Value>>>) {
+        match value {
+            Value::Array(items) => match representatives(items) {
+                Some(short) => saved.push(Some(std::mem::replace(items, short))),
+                None => {
+                    saved.push(None);
+                    items.iter_mut().for_each(|v| shrink(v, saved));
+                }
+            },
+            Value::Object(map) => map.values_mut().for_each(|v| shrink(v, saved)),
+            _ => {}
         }
     }
+    fn restore(value: &mut Value, saved: &mut std::vec::IntoIter<Option<Vec<Value>>>) {
+        match value {
+            Value::Array(items) => match saved.next().flatten() {
+                Some(original) => *items = original,
+                None => items.iter_mut().for_each(|v| restore(v, saved)),
+            },
+            Value::Object(map) => map.values_mut().for_each(|v| restore(v, saved)),
+            _ => {}
+        }
+    }
+    let mut saved = Vec::new();
+    shrink(value, &mut saved);
+    if saved.iter().all(Option::is_none) {
+        return check(value);
+    }
+    let result = check(value);
+    restore(value, &mut saved.into_iter());
+    result
 }
 
 /// Rewrite a spec schema to what go-swagger's generated code accepts (see the module docs).
@@ -557,14 +665,37 @@ mod tests {
     }
 
     #[test]
+    fn long_vectors_are_checked_through_representatives_without_missing_an_error() {
+        let (op, params) = spec().find(&Method::POST, "/batch/objects").expect("route");
+        let vector: Vec<Value> = (0..384).map(|i| json!(f64::from(i) * 0.5 - 7.0)).collect();
+        let ok = json!({"objects": [{"class": "P", "vector": vector}]}).to_string();
+        assert!(op.check_request(&params, &[], ok.as_bytes()).is_ok());
+        let mut bad = vector.clone();
+        bad[300] = json!("x");
+        let bad = json!({"objects": [{"class": "P", "vector": bad}]}).to_string();
+        let r = op
+            .check_request(&params, &[], bad.as_bytes())
+            .expect_err("a string in a vector");
+        assert_eq!(r.status, 400, "{}", r.body);
+        let mut value =
+            json!({"v": vector, "short": [1, 2], "nested": [[1, 2, 3, 4, 5, 6, 7, 8, 9]]});
+        let original = value.clone();
+        let seen = with_compacted(&mut value, Value::clone);
+        assert_eq!(seen["v"], json!([-7.0, -6.5]), "one of each kind");
+        assert_eq!(seen["short"], json!([1, 2]));
+        assert_eq!(seen["nested"], json!([[1]]));
+        assert_eq!(value, original, "every array is put back");
+    }
+
+    #[test]
     fn responses_are_checked_against_declared_statuses_and_schemas() {
         let (op, _) = spec().find(&Method::GET, "/meta").expect("route");
         assert!(
-            op.check_response(200, Some(&json!({"version":"1.39.0"})))
+            op.check_response(200, Some(&mut json!({"version":"1.39.0"})))
                 .is_ok()
         );
         assert!(
-            op.check_response(200, Some(&json!({"version": 139})))
+            op.check_response(200, Some(&mut json!({"version": 139})))
                 .is_err()
         );
         assert!(op.check_response(404, None).is_err(), "404 is not declared");
