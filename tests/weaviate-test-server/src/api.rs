@@ -1054,7 +1054,11 @@ fn list_objects<'q>(shared: &Shared, store: &Store, q: &dyn Fn(&str) -> Option<&
         }
     }
     let total = objects.len();
-    Reply::json(200, json!({"objects": objects, "totalResults": total}))
+    // Moved into the answer: `json!` would copy every object (and vector) through serde.
+    let mut answer = Map::new();
+    answer.insert("objects".into(), Value::Array(objects));
+    answer.insert("totalResults".into(), json!(total));
+    Reply::json(200, Value::Object(answer))
 }
 
 /// `POST /v1/objects`: create one object; an existing id is refused (it is no upsert).

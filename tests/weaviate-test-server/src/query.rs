@@ -118,11 +118,13 @@ pub(crate) fn execute(
         }
         data.insert(root.key().to_owned(), Value::Object(out));
     }
-    let mut answer = json!({ "data": data });
+    // Moved, not `json!({"data": data})`: the macro would copy every vector through serde.
+    let mut answer = Map::new();
+    answer.insert("data".into(), Value::Object(data));
     if !errors.is_empty() {
-        answer["errors"] = Value::Array(errors);
+        answer.insert("errors".into(), Value::Array(errors));
     }
-    answer
+    Value::Object(answer)
 }
 
 /// One class selection of `Get` or `Aggregate`, checked.

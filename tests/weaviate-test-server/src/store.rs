@@ -95,7 +95,7 @@ pub(crate) fn object_json(class: &str, id: &Uuid, o: &StoredObject, include_vect
         "properties": o.properties,
     });
     if include_vector && let Some(vector) = &o.vector {
-        v["vector"] = json!(vector);
+        v["vector"] = Value::Array(vector.iter().map(|f| Value::from(f64::from(*f))).collect());
     }
     v
 }
