@@ -77,6 +77,29 @@ pub struct CheckpointData {
     pub updated_at_ms: i64,
 }
 
+/// A snapshot in progress, as the checkpoint records it: where a resumed snapshot continues.
+///
+/// The source reads after `after_key` and numbers its chunks from `next_seq` (see
+/// [`crate::source::Start`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotProgress {
+    pub id: String,
+    pub started_ms: i64,
+    /// Key of the last row of the last confirmed chunk; None: no chunk confirmed yet.
+    pub after_key: Option<Vec<serde_json::Value>>,
+    /// Chunks confirmed so far (the next chunk's seq).
+    pub next_seq: u64,
+    pub rows_done: u64,
+    /// Set once every chunk is confirmed: the stale-object sweep runs (driven by the pipeline).
+    pub sweep: Option<SweepProgress>,
+}
+
+/// How far the stale-object sweep of a snapshot got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepProgress {
+    pub after_id: Option<String>,
+}
+
 /// A checkpoint file for one table.
 #[derive(Debug)]
 pub struct Checkpoint {

@@ -147,6 +147,7 @@ fn describe() {
     for op in ["c", "u", "d", "r", "t"] {
         metrics::counter!(EVENTS_TOTAL, "op" => op).increment(0);
     }
+    crate::source::snapshot::describe_metrics();
 }
 
 /// What `/readyz` and the checkpoint info metric report; shared between the pipeline and the

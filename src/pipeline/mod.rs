@@ -112,10 +112,17 @@ async fn replicate(
     // is reported at once, even while the model loads or Weaviate is still down. Until the
     // worker runs, the bounded channel holds it back.
     let source = BinlogSource::new(source_config(config))?;
+    let snapshot = source.snapshot_control();
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let source_cancel = cancel.child_token();
-    let mut source_task =
-        tokio::spawn(source.run(checkpoint.position().cloned(), tx, source_cancel.clone()));
+    let mut source_task = tokio::spawn(source.run(
+        crate::source::Start {
+            position: checkpoint.position().cloned(),
+            snapshot: None,
+        },
+        tx,
+        source_cancel.clone(),
+    ));
 
     let setup = async {
         let model = config.model.clone();
@@ -161,6 +168,8 @@ async fn replicate(
         },
         stale: HashSet::new(),
         jumped: false,
+        snapshot,
+        snapshot_open: false,
     };
     let worked = worker.run(&mut rx, cancel, config.shutdown_timeout).await;
     // Stop the source whatever ended the worker; a source failure is why the channel closed.
@@ -204,6 +213,7 @@ fn source_config(config: &Config) -> SourceConfig {
     source.server_id = config.server_id;
     source.snapshot = config.snapshot;
     source.start_gtid = config.gtid.clone();
+    source.snapshot_chunk_rows = config.snapshot_chunk_rows;
     source
 }
 

@@ -28,8 +28,10 @@ use super::emit::EventWriter;
 use super::vectors::{Need, Vectors};
 use crate::backoff::{Attempts, Backoff};
 use crate::checkpoint::Checkpoint;
+use crate::event::SnapshotMessage;
 use crate::event::{ChangeEvent, Commit, Op, SourceMessage, now_ms};
 use crate::sink::{OpOutcome, SinkError, WeaviateSink, WriteOp};
+use crate::source::SnapshotControl;
 use crate::telemetry::{
     BATCH_SIZE, BINLOG_LAG_SECONDS, COMMIT_TO_VISIBLE_SECONDS, DEAD_LETTERS_TOTAL, EVENTS_TOTAL,
     Health, REEMBEDS_SKIPPED_TOTAL,
@@ -59,6 +61,12 @@ pub struct Worker {
     /// Whether the checkpoint was written in this run. The first write may jump (an explicit
     /// `--gtid`, or a new snapshot); after that it only moves forward.
     pub(super) jumped: bool,
+    /// Interim support for chunked snapshots until the collect stage merges them: chunk rows
+    /// are written as `r` events and confirmed once their batch is written.
+    pub(super) snapshot: SnapshotControl,
+    /// A snapshot's chunks are arriving: commits are not checkpointed until its last chunk is
+    /// written (no snapshot progress is recorded yet, so a restart must start it over).
+    pub(super) snapshot_open: bool,
 }
 
 impl Worker {
@@ -132,6 +140,7 @@ impl Worker {
         let mut last_commit: Option<Commit> = None;
         let mut commit_times = Vec::new();
         let mut events_since_commit = 0usize;
+        let mut confirm: Vec<(String, u64)> = Vec::new();
         for message in batch {
             match message {
                 SourceMessage::Event(e) => {
@@ -144,13 +153,26 @@ impl Worker {
                         commit_times.push(c.ts_ms);
                     }
                     events_since_commit = 0;
-                    last_commit = Some(c);
+                    if !self.snapshot_open {
+                        last_commit = Some(c);
+                    }
                 }
-                SourceMessage::Snapshot(_) => {
-                    return Err(PipelineError::Internal(
-                        "chunked snapshot messages reached a pipeline that cannot merge them"
-                            .into(),
-                    ));
+                SourceMessage::Snapshot(SnapshotMessage::Started(s)) => {
+                    tracing::info!(snapshot_id = %s.id, reason = %s.reason, estimated_rows = s.estimated_rows, "snapshot started");
+                    self.snapshot_open = true;
+                }
+                SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) => {
+                    metrics::counter!(EVENTS_TOTAL, "op" => "r").increment(c.rows.len() as u64);
+                    events_since_commit += c.rows.len();
+                    events.extend(c.rows);
+                    confirm.push((c.snapshot_id, c.seq));
+                    if c.last {
+                        self.snapshot_open = false;
+                    }
+                }
+                SourceMessage::Snapshot(SnapshotMessage::Absent(a)) => {
+                    // This worker never asks for absence checks.
+                    tracing::debug!(request = a.request, "absence answer ignored");
                 }
             }
         }
@@ -176,6 +198,9 @@ impl Worker {
             }
         }
         self.apply_segment(&events[start..]).await?;
+        for (id, seq) in confirm {
+            self.snapshot.chunk_confirmed(&id, seq);
+        }
 
         if let Some(commit) = last_commit {
             if self.jumped {
