@@ -21,4 +21,7 @@ mod pipeline;
 mod preflight;
 mod sink;
 mod snapshot;
+mod snapshot_merge;
+mod snapshot_model;
+mod snapshot_resume;
 mod weaviate_test_server;

@@ -211,8 +211,11 @@ impl TableReader {
         })
     }
 
-    /// Start a consistent read; its position.
-    pub(crate) async fn begin(&mut self) -> Result<ReadPoint, SourceError> {
+    /// Start a consistent read and return its position. [`chunk_in_read`](Self::chunk_in_read)
+    /// and [`present_in_read`](Self::present_in_read) then read at that position, as often as
+    /// needed, until [`end`](Self::end). [`next_chunk`](Self::next_chunk) and
+    /// [`present`](Self::present) do all three steps.
+    pub async fn begin(&mut self) -> Result<ReadPoint, SourceError> {
         let conn = self.conn().await?;
         let started = conn
             .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -267,15 +270,16 @@ impl TableReader {
     }
 
     /// End the consistent read.
-    pub(crate) async fn end(&mut self) -> Result<(), SourceError> {
+    pub async fn end(&mut self) -> Result<(), SourceError> {
         let conn = self.conn().await?;
         let done = conn.query_drop("COMMIT").await;
         self.check(done, "ending a consistent read")
     }
 
-    /// Inside a consistent read: up to `rows` rows after `after`, the last row's key, and
-    /// whether no row follows.
-    pub(crate) async fn chunk_in_read(
+    /// Inside a consistent read: up to `rows` rows after `after` (from the start when `None`),
+    /// the last row's key, and whether no row follows. A concurrent `ALTER TABLE` fails it with
+    /// MariaDB's 1412; the next read uses the new columns.
+    pub async fn chunk_in_read(
         &mut self,
         after: Option<&[Json]>,
         rows: usize,
@@ -316,8 +320,8 @@ impl TableReader {
         Ok((out, last_key, !more))
     }
 
-    /// Inside a consistent read: which of `values` occur in `column`.
-    pub(crate) async fn present_in_read(
+    /// Inside a consistent read: which of `values` occur in `column` (exactly).
+    pub async fn present_in_read(
         &mut self,
         column: &str,
         values: &[String],
