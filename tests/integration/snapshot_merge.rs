@@ -294,6 +294,24 @@ async fn alter_table_add_column_in_the_middle_of_a_snapshot() {
     );
     let chunk = reader.next_chunk(None, 10).await.expect("read again");
     assert_eq!(chunk.rows[0].get("more"), Some(&json!(8)));
+    // ...and one that keeps the names but changes a type is noticed too.
+    server
+        .exec(&format!(
+            "ALTER TABLE {db}.products ADD COLUMN at DATETIME NOT NULL DEFAULT '2024-01-02 03:04:05'"
+        ))
+        .await;
+    let chunk = reader.next_chunk(None, 1).await.expect("read");
+    assert_eq!(chunk.rows[0].get("at"), Some(&json!("2024-01-02T03:04:05")));
+    server
+        .exec(&format!(
+            "ALTER TABLE {db}.products MODIFY at DATETIME(3) NOT NULL"
+        ))
+        .await;
+    let chunk = reader.next_chunk(None, 1).await.expect("read");
+    assert_eq!(
+        chunk.rows[0].get("at"),
+        Some(&json!("2024-01-02T03:04:05.000"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

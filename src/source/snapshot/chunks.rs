@@ -81,6 +81,8 @@ pub struct TableReader {
     conn: Option<mysql_async::Conn>,
     server_id: u32,
     schema: Option<Arc<TableSchema>>,
+    /// The columns of the last `SELECT *`, as the server described them, for `schema`.
+    shapes: Option<Vec<ColumnShape>>,
 }
 
 impl std::fmt::Debug for TableReader {
@@ -115,6 +117,7 @@ impl TableReader {
             conn: None,
             server_id: 0,
             schema: None,
+            shapes: None,
         }
     }
 
@@ -304,7 +307,7 @@ impl TableReader {
         };
         let sql = self.select_sql(key, after.is_some(), rows + 1);
         let raw = self.select(&sql, params).await?;
-        let schema = self.schema_for(&raw.names).await?;
+        let schema = self.schema_for(&raw.shapes).await?;
         let KeyChoice::Key(key) = &schema.key else {
             return Err(table_changed(&self.table, "its chunking key went away"));
         };
@@ -421,22 +424,31 @@ impl TableReader {
     }
 
     /// The schema matching the columns a `SELECT *` returned: the cached one, else a fresh one
-    /// (the table was altered before this read began).
-    async fn schema_for(&mut self, names: &[String]) -> Result<Arc<TableSchema>, SourceError> {
+    /// (the table was altered before this read began). Names alone would miss an ALTER that
+    /// keeps them (`DATETIME(0)` to `DATETIME(3)`), so the result's column metadata is compared
+    /// with the one seen last.
+    async fn schema_for(
+        &mut self,
+        shapes: &[ColumnShape],
+    ) -> Result<Arc<TableSchema>, SourceError> {
         let fits = |s: &TableSchema| {
-            s.columns.len() == names.len() && s.columns.iter().zip(names).all(|(c, n)| &c.name == n)
+            s.columns.len() == shapes.len()
+                && s.columns.iter().zip(shapes).all(|(c, n)| c.name == n.name)
         };
         let cached = self.schema().await?;
-        if fits(&cached) {
+        if fits(&cached) && self.shapes.as_deref().is_none_or(|seen| seen == shapes) {
+            self.shapes = Some(shapes.to_vec());
             return Ok(cached);
         }
         tracing::info!(table = %self.table, "the table's columns changed; reading them again");
         self.schema = None;
         let fresh = self.schema().await?;
         if fits(&fresh) {
+            self.shapes = Some(shapes.to_vec());
             Ok(fresh)
         } else {
             self.schema = None;
+            self.shapes = None;
             Err(table_changed(
                 &self.table,
                 "its columns changed during the read",
@@ -472,14 +484,11 @@ impl TableReader {
         let conn = self.conn().await?;
         let result = async {
             let result = conn.exec_iter(sql, params).await?;
-            let names: Vec<String> = result
-                .columns_ref()
-                .iter()
-                .map(|c| c.name_str().into_owned())
-                .collect();
+            let shapes: Vec<ColumnShape> =
+                result.columns_ref().iter().map(ColumnShape::of).collect();
             let rows: Vec<mysql_async::Row> = result.collect_and_drop().await?;
             Ok::<_, mysql_async::Error>(RawRows {
-                names,
+                shapes,
                 rows: rows.into_iter().map(mysql_async::Row::unwrap_raw).collect(),
             })
         }
@@ -534,16 +543,41 @@ impl TableReader {
             self.conn = None;
             if matches!(&e, mysql_async::Error::Server(s) if s.code == TABLE_DEF_CHANGED) {
                 self.schema = None;
+                self.shapes = None;
             }
             mysql_error(doing, &self.table, e)
         })
     }
 }
 
-/// A `SELECT`'s column names and rows of raw values.
+/// A `SELECT`'s columns and rows of raw values.
 struct RawRows {
-    names: Vec<String>,
+    shapes: Vec<ColumnShape>,
     rows: Vec<Vec<Option<mysql_async::Value>>>,
+}
+
+/// What a result set says about a column: enough to notice that the table changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ColumnShape {
+    name: String,
+    ty: u8,
+    flags: u16,
+    decimals: u8,
+    charset: u16,
+    length: u32,
+}
+
+impl ColumnShape {
+    fn of(c: &mysql_async::Column) -> Self {
+        Self {
+            name: c.name_str().into_owned(),
+            ty: c.column_type() as u8,
+            flags: c.flags().bits(),
+            decimals: c.decimals(),
+            charset: c.character_set(),
+            length: c.column_length(),
+        }
+    }
 }
 
 /// A streamed read of the whole table (the keyless fallback).
