@@ -543,3 +543,123 @@ async fn caught_up(replica: &MariaDb, pos: &GtidPosition) {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_chunk_read_never_holds_the_stream_past_the_pause_limit() {
+    let server = MariaDb::start().await;
+    let db = unique_name("pause");
+    server.exec(&create_products(&db, 200)).await;
+    server
+        .exec(&format!("CREATE TABLE {db}.other (id INT PRIMARY KEY)"))
+        .await;
+    let mut cfg = config(&server, &db, "products", SnapshotMode::Initial);
+    cfg.snapshot_chunk_rows = 20;
+    // Heartbeat 1 s: the stream may stop reading the binlog for at most 2 x 1 + 5 = 7 s.
+    let limit = cfg.heartbeat * 2 + std::time::Duration::from_secs(5);
+    let mut source = Running::start_manual(cfg, Start::default());
+    let mut model = Model::new(id_key);
+    let mut locker = server.conn().await;
+    loop {
+        let m = source.next().await;
+        model.apply(&m);
+        if let SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) = &m {
+            if c.seq == 2 {
+                // Reads beyond the credits wait for this lock, for as long as it is held.
+                locker
+                    .query_drop(format!("LOCK TABLES {db}.products WRITE"))
+                    .await
+                    .expect("lock");
+            }
+            source.control().chunk_confirmed(&c.snapshot_id, c.seq);
+            if c.seq == 2 {
+                break;
+            }
+        }
+    }
+    wait_until(
+        "a chunk read waiting for the lock",
+        DEFAULT_DEADLINE,
+        || async {
+            server
+                .query_one(
+                    "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE 'SELECT * FROM%FORCE INDEX%' AND STATE LIKE 'Waiting%'",
+                )
+                .await
+        },
+    )
+    .await;
+    // The stream reaches the stuck read's position and waits for its rows; a change committed
+    // now is streamed once the wait is given up, while the lock is still held.
+    server
+        .exec(&format!("INSERT INTO {db}.other VALUES (1)"))
+        .await;
+    let x = position(&server).await;
+    let asked = std::time::Instant::now();
+    until_commit(&mut source, &mut model, &x).await;
+    let waited = asked.elapsed();
+    assert!(
+        waited < limit + std::time::Duration::from_secs(5),
+        "the stream resumed after {waited:?} (limit {limit:?})"
+    );
+    locker.query_drop("UNLOCK TABLES").await.expect("unlock");
+    locker.disconnect().await.expect("disconnect");
+    let before = model.seen.chunks.len();
+    while !model.seen.snapshot_done {
+        let m = source.next().await;
+        model.apply(&m);
+        if let SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) = &m {
+            source.control().chunk_confirmed(&c.snapshot_id, c.seq);
+        }
+    }
+    let sizes: Vec<usize> = model.seen.chunks[before..].iter().map(|c| c.1).collect();
+    assert!(
+        sizes.iter().all(|n| *n < 20),
+        "after a read too slow for the pause limit, chunks are smaller: {sizes:?}"
+    );
+    assert_chunks_in_sequence(&model);
+    let end = position(&server).await;
+    until_commit(&mut source, &mut model, &end).await;
+    let mut conn = server.conn().await;
+    assert!(model.rows == products_table(&mut conn, &db).await);
+    conn.disconnect().await.expect("disconnect");
+    source.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn snapshot_metrics() {
+    let metrics = vecsync::telemetry::install_metrics().expect("metrics");
+    let server = MariaDb::start().await;
+    let db = unique_name("metrics");
+    server.exec(&create_products(&db, 100)).await;
+    let mut cfg = config(&server, &db, "products", SnapshotMode::Initial);
+    cfg.snapshot_chunk_rows = 30;
+    let mut source = Running::start_manual(cfg, Start::default());
+    let value = |name: &str| -> Option<f64> {
+        metrics.render().lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.parse().ok()).flatten()
+        })
+    };
+    let mut model = Model::new(id_key);
+    while !model.seen.snapshot_done {
+        let m = source.next().await;
+        model.apply(&m);
+        if let SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) = &m {
+            if c.seq == 0 {
+                assert_eq!(value("vecsync_snapshot_running"), Some(1.0));
+                // Up to MAX_CHUNKS_AHEAD chunks may be out already.
+                let rows = value("vecsync_snapshot_rows_total").unwrap_or(0.0);
+                assert!((30.0..=90.0).contains(&rows), "{rows}");
+                let remaining = value("vecsync_snapshot_remaining_rows").unwrap_or(-1.0);
+                assert!((0.0..=70.0).contains(&remaining), "{remaining}");
+            }
+            source.control().chunk_confirmed(&c.snapshot_id, c.seq);
+        }
+    }
+    assert_eq!(value("vecsync_snapshot_rows_total"), Some(100.0));
+    assert_eq!(value("vecsync_snapshot_chunks_total"), Some(4.0));
+    assert_eq!(value("vecsync_snapshot_running"), Some(0.0));
+    assert_eq!(value("vecsync_snapshot_remaining_rows"), Some(0.0));
+    source.stop().await.expect("stop");
+}
