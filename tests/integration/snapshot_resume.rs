@@ -213,3 +213,69 @@ async fn a_connection_dropped_mid_chunk_retries_that_chunk() {
     assert!(model.rows == table);
     source.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_reconnecting_mid_snapshot_keeps_chunks_exact() {
+    let seed = seed("the_stream_reconnecting_mid_snapshot");
+    let server = MariaDb::start().await;
+    let db = unique_name("resume");
+    server.exec(&create_products(&db, 1_500)).await;
+    let stop = CancellationToken::new();
+    let done = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(write_randomly(
+        server.url(),
+        db.clone(),
+        1_500,
+        seed,
+        1,
+        stop.clone(),
+        done.clone(),
+    ));
+    let mut cfg = config(&server, &db, "products", SnapshotMode::Initial);
+    cfg.snapshot_chunk_rows = 30;
+    let mut source = Running::start_manual(cfg, Start::default());
+    let mut model = Model::new(id_key);
+    let mut kills = 0;
+    while !model.seen.snapshot_done {
+        let m = source.next().await;
+        model.apply(&m);
+        if let SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) = &m {
+            wait_for_writes(&done, 3).await;
+            if c.seq % 10 == 5 {
+                // Drop the replication connection while the next chunks are being read.
+                let dump = server
+                    .query_one(
+                        "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'",
+                    )
+                    .await
+                    .expect("the source's binlog dump thread");
+                source.control().chunk_confirmed(&c.snapshot_id, c.seq);
+                server.exec(&format!("KILL CONNECTION {dump}")).await;
+                kills += 1;
+                continue;
+            }
+            source.control().chunk_confirmed(&c.snapshot_id, c.seq);
+        }
+    }
+    stop.cancel();
+    writer.await.expect("writer");
+    let end = position(&server).await;
+    while !model
+        .seen
+        .last_commit
+        .as_ref()
+        .is_some_and(|p| p.covers(&end))
+    {
+        let m = source.next().await;
+        model.apply(&m);
+    }
+    assert!(kills >= 3, "{kills} reconnects during the snapshot");
+    assert_eq!(model.seen.started.len(), 1);
+    let seqs: Vec<u64> = model.seen.chunks.iter().map(|c| c.0).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let mut conn = server.conn().await;
+    let table = products_table(&mut conn, &db).await;
+    conn.disconnect().await.expect("disconnect");
+    assert!(model.rows == table);
+    source.stop().await.expect("stop");
+}
