@@ -584,3 +584,146 @@ async fn a_table_without_a_usable_key_is_read_in_one_consistent_read() {
     );
     source.stop().await.expect("stop");
 }
+
+/// Commit something unrelated and wait until the source's stream has passed it: the source had
+/// every chance to send more by then.
+async fn stream_passes(
+    server: &MariaDb,
+    db: &str,
+    source: &mut Running,
+    seen: &mut Vec<SnapshotChunk>,
+) {
+    server
+        .exec(&format!("INSERT INTO {db}.other VALUES ()"))
+        .await;
+    let at = position(server).await;
+    loop {
+        match source.next().await {
+            SourceMessage::Commit(c) if c.position.covers(&at) => return,
+            SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) => seen.push(c),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn at_most_max_chunks_ahead_are_unconfirmed() {
+    let server = MariaDb::start().await;
+    let db = unique_name("credits");
+    server
+        .exec(&crate::snapshot_model::create_products(&db, 100))
+        .await;
+    server
+        .exec(&format!(
+            "CREATE TABLE {db}.other (id INT AUTO_INCREMENT PRIMARY KEY)"
+        ))
+        .await;
+    let mut source = Running::start_manual(
+        chunked(&server, &db, "products", SnapshotMode::Initial, 5),
+        Start::default(),
+    );
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        stream_passes(&server, &db, &mut source, &mut seen).await;
+    }
+    assert_eq!(
+        seen.len(),
+        vecsync::source::MAX_CHUNKS_AHEAD,
+        "no confirmation, no more chunks"
+    );
+    // Each confirmation lets exactly one more chunk be read.
+    for round in 0..3 {
+        let c = &seen[round];
+        source.control().chunk_confirmed(&c.snapshot_id, c.seq);
+        stream_passes(&server, &db, &mut source, &mut seen).await;
+        stream_passes(&server, &db, &mut source, &mut seen).await;
+        assert_eq!(seen.len(), vecsync::source::MAX_CHUNKS_AHEAD + round + 1);
+    }
+    source.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_reconciling_snapshot_can_start_while_streaming() {
+    let server = MariaDb::start().await;
+    let db = unique_name("reconcile");
+    server
+        .exec(&crate::snapshot_model::create_products(&db, 50))
+        .await;
+    let at = position(&server).await;
+    let mut source = Running::start(
+        chunked(&server, &db, "products", SnapshotMode::Initial, 20),
+        Some(at),
+    );
+    source
+        .control()
+        .start_reconciling_snapshot("TRUNCATE PARTITION");
+    let first = started(&mut source).await;
+    assert_eq!(
+        (first.reason.as_str(), first.resumed),
+        ("TRUNCATE PARTITION", false)
+    );
+    let c = chunk(&mut source).await;
+    assert_eq!((c.seq, c.snapshot_id.as_str()), (0, first.id.as_str()));
+    // A second request replaces the running snapshot: a new id, numbered from 0 again.
+    source
+        .control()
+        .start_reconciling_snapshot("diverged failover");
+    let second = loop {
+        match source.next().await {
+            SourceMessage::Snapshot(SnapshotMessage::Started(s)) => break s,
+            SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) => {
+                assert_eq!(c.snapshot_id, first.id)
+            }
+            _ => {}
+        }
+    };
+    assert_ne!(second.id, first.id);
+    let mut ids = Vec::new();
+    loop {
+        let c = chunk(&mut source).await;
+        assert_eq!(c.snapshot_id, second.id);
+        ids.extend(rows(&c).into_iter().map(|r| r["id"].as_i64().expect("id")));
+        if c.last {
+            break;
+        }
+    }
+    assert_eq!(ids, (1..=50).collect::<Vec<_>>());
+    source.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_snapshot_with_only_its_sweep_left_reads_no_chunk() {
+    let server = MariaDb::start().await;
+    let db = unique_name("sweep");
+    server
+        .exec(&crate::snapshot_model::create_products(&db, 10))
+        .await;
+    let at = position(&server).await;
+    let progress = vecsync::checkpoint::SnapshotProgress {
+        id: "done-reading".into(),
+        started_ms: 1,
+        after_key: Some(vec![json!(10)]),
+        next_seq: 1,
+        rows_done: 10,
+        sweep: Some(vecsync::checkpoint::SweepProgress { after_id: None }),
+    };
+    let mut source = Running::start_from(
+        config(&server, &db, "products", SnapshotMode::Always),
+        Start {
+            position: Some(at),
+            snapshot: Some(progress),
+        },
+    );
+    let s = started(&mut source).await;
+    assert_eq!((s.id.as_str(), s.resumed), ("done-reading", true));
+    server
+        .exec(&format!("DELETE FROM {db}.products WHERE id = 3"))
+        .await;
+    // The next thing is the stream, not a chunk.
+    let (events, _) = source.transaction().await;
+    assert_eq!(
+        events.iter().map(|e| e.op).collect::<Vec<_>>(),
+        [Op::Delete]
+    );
+    source.stop().await.expect("stop");
+}
