@@ -282,9 +282,6 @@ struct Decoder<'c, 's> {
     /// The newest commit not yet sent (a group without watched rows).
     pending: Option<Commit>,
     last_commit_sent: Instant,
-    /// GTIDs of domains `state.position` has none for, from the binlog's GTID_LIST: what the
-    /// stream has implicitly seen of them (for placing snapshot chunks).
-    floor: GtidPosition,
 }
 
 impl<'c, 's> Decoder<'c, 's> {
@@ -299,19 +296,13 @@ impl<'c, 's> Decoder<'c, 's> {
             meta_conn: None,
             pending: None,
             last_commit_sent: Instant::now(),
-            floor: GtidPosition::new(),
         }
     }
 
     /// Between two groups: let the snapshot merge send what is due and start its next read.
     async fn boundary(&mut self, merge: &mut Merge) -> Result<(), Interrupt> {
         merge
-            .at_boundary(
-                &self.state.position,
-                &self.floor,
-                &mut self.pending,
-                self.ctx.emitter,
-            )
+            .at_boundary(&self.state.position, &mut self.pending, self.ctx.emitter)
             .await
     }
 
@@ -381,16 +372,8 @@ impl<'c, 's> Decoder<'c, 's> {
             t if ev::rows_event_kind(t).is_some() => self.rows(&header, t, data).await?,
             event_type::GTID_LIST => {
                 // The binlog state at the start of a file; our position already accounts for it.
-                let list: GtidPosition = ev::parse_gtid_list(data)
-                    .map_err(|e| self.malformed(&header, e))?
-                    .into_iter()
-                    .collect();
-                tracing::debug!(gtid_list = %list, file = %self.state.file, "binlog file state");
-                for gtid in list.iter() {
-                    if self.state.position.get(gtid.domain_id).is_none() {
-                        self.floor.advance(*gtid);
-                    }
-                }
+                let list = ev::parse_gtid_list(data).map_err(|e| self.malformed(&header, e))?;
+                tracing::debug!(gtid_list = %list.into_iter().collect::<GtidPosition>(), file = %self.state.file, "binlog file state");
             }
             event_type::FORMAT_DESCRIPTION
             | event_type::BINLOG_CHECKPOINT

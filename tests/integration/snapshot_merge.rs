@@ -663,3 +663,42 @@ async fn snapshot_metrics() {
     assert_eq!(value("vecsync_snapshot_remaining_rows"), Some(0.0));
     source.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn a_stream_position_missing_a_domain_still_places_chunks() {
+    let server = MariaDb::start().await;
+    let db = unique_name("domains");
+    server.exec(&create_products(&db, 100)).await;
+    server
+        .exec(&format!(
+            "SET SESSION gtid_domain_id = 1; UPDATE {db}.products SET version = 1 WHERE id = 1"
+        ))
+        .await;
+    // Rotate: the domain's history is in the first file, the stream's domain 0 in the
+    // second; MariaDB sends a domain the position omits from the start of its binlog.
+    server.exec("FLUSH BINARY LOGS").await;
+    server
+        .exec(&format!(
+            "UPDATE {db}.products SET version = 2 WHERE id = 2"
+        ))
+        .await;
+    let full = position(&server).await;
+    let only_domain_0: GtidPosition = full.iter().filter(|g| g.domain_id == 0).copied().collect();
+    assert_ne!(only_domain_0, full);
+    let mut cfg = config(&server, &db, "products", SnapshotMode::Always);
+    cfg.snapshot_chunk_rows = 30;
+    let mut source = Running::start_from(
+        cfg,
+        Start {
+            position: Some(only_domain_0),
+            snapshot: None,
+        },
+    );
+    let mut model = Model::new(id_key);
+    while !model.seen.snapshot_done {
+        let m = source.next().await;
+        model.apply(&m);
+    }
+    assert!(model.seen.chunks.iter().all(|c| c.2 == full));
+    source.stop().await.expect("stop");
+}

@@ -88,6 +88,8 @@ pub struct Model<K: Ord + Clone + Debug> {
     columns: Option<Vec<String>>,
     /// The last key the running snapshot copied.
     after: Option<K>,
+    /// Every key any chunk had (a key read twice counts once).
+    pub read_keys: std::collections::BTreeSet<K>,
     in_snapshot: bool,
     pub seen: Seen,
 }
@@ -99,6 +101,7 @@ impl<K: Ord + Clone + Debug> Model<K> {
             key,
             columns: None,
             after: None,
+            read_keys: std::collections::BTreeSet::new(),
             in_snapshot: false,
             seen: Seen::default(),
         }
@@ -181,6 +184,7 @@ impl<K: Ord + Clone + Debug> Model<K> {
                         );
                     }
                     self.rows.insert(k.clone(), row);
+                    self.read_keys.insert(k.clone());
                 }
                 if let Some(last) = keys.last() {
                     self.after = Some(last.clone());

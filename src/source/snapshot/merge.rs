@@ -156,6 +156,13 @@ impl Merge {
         }
     }
 
+    /// How long the server lets a read wait for a metadata lock (an ALTER in progress). Longer
+    /// than the pause limit, so the stream's own limit decides (and a read that slow is read
+    /// again with fewer rows); the server's limit only ends a query the stream gave up on.
+    fn lock_wait(&self) -> Duration {
+        self.config.pause_limit * 2
+    }
+
     /// Start a new snapshot (replacing any running one).
     pub(crate) fn begin(&mut self, reason: impl Into<String>) {
         self.abandon();
@@ -232,17 +239,15 @@ impl Merge {
         }
     }
 
-    /// The stream is between two event groups at `stream` (`floor`: the binlog's own state for
-    /// domains the stream has no GTID for). Sends what is due, starts the next read; `pending`
-    /// (the stream's lazily held commit) is sent before anything the merge sends.
+    /// The stream is between two event groups at `stream`. Sends what is due, starts the next
+    /// read; `pending` (the stream's lazily held commit) is sent before anything the merge
+    /// sends.
     pub(crate) async fn at_boundary(
         &mut self,
         stream: &GtidPosition,
-        floor: &GtidPosition,
         pending: &mut Option<Commit>,
         emitter: &Emitter,
     ) -> Result<(), Interrupt> {
-        let reach = reach(stream, floor);
         if let Some(reason) = self.control.take_reconcile() {
             tracing::info!(table = %self.config.table, %reason, "starting a reconciling snapshot");
             self.begin(reason);
@@ -253,7 +258,7 @@ impl Merge {
         self.send_started(emitter).await?;
         let mut paused: Option<Instant> = None;
         if !self
-            .deliver_due(&reach, stream, pending, emitter, &mut paused)
+            .deliver_due(stream, pending, emitter, &mut paused)
             .await?
         {
             return Ok(());
@@ -271,7 +276,7 @@ impl Merge {
         self.start_read(job, stream, started + self.config.pause_limit, emitter)
             .await?;
         // Idle at the read's position: the rows go out now.
-        self.deliver_due(&reach, stream, pending, emitter, &mut paused)
+        self.deliver_due(stream, pending, emitter, &mut paused)
             .await?;
         if self.read.is_none() && self.next_job_possible() {
             // More to read: come back as soon as the binlog has nothing waiting.
@@ -284,7 +289,6 @@ impl Merge {
     /// flight afterwards (a new one may start).
     async fn deliver_due(
         &mut self,
-        reach: &GtidPosition,
         stream: &GtidPosition,
         pending: &mut Option<Commit>,
         emitter: &Emitter,
@@ -300,22 +304,37 @@ impl Merge {
             let read = self.read.take().ok_or(Interrupt::Stopped)?;
             let (reader, _) = self.join(read.handle, emitter).await?;
             self.reader = reader;
-            tracing::debug!(table = %self.config.table, read_at = %read.point.position, %stream, "a read's position lags the stream; reading again");
             self.release(read.job);
             let delay = self.attempts.fail(None);
+            let attempt = self.attempts.failures();
+            // Once is a race with InnoDB making a commit visible; again and again means the
+            // reads and the stream do not see the same binlog.
+            if attempt >= 3 {
+                tracing::warn!(table = %self.config.table, read_at = %read.point.position, %stream, attempt, "a snapshot read's position keeps lagging the stream's (are they on different servers?); reading again");
+            } else {
+                tracing::debug!(table = %self.config.table, read_at = %read.point.position, %stream, "a read's position lags the stream; reading again");
+            }
+            if self.config.max_failures.is_some_and(|max| attempt > max) {
+                return Err(SourceError::Unsupported(format!(
+                    "{}: snapshot reads at {} do not cover the stream's position {stream}: the \
+                     reads and the stream see different binlogs",
+                    self.config.table, read.point.position
+                ))
+                .into());
+            }
             self.retry_at = Some(Instant::now() + delay);
             return Ok(true);
         }
-        if !reach.covers(&read.point.position) {
+        if !stream.covers(&read.point.position) {
             if !read.warned && read.handle.is_finished() && read.since.elapsed() > STUCK_WARNING {
                 read.warned = true;
                 tracing::warn!(
                     table = %self.config.table,
                     read_at = %read.point.position,
                     %stream,
-                    "a snapshot chunk waits for the stream to reach its position; if the stream \
-                     lacks one of its replication domains (a --gtid start naming fewer domains \
-                     than the server has), restart with a complete position"
+                    "a snapshot chunk has waited a minute for the stream to reach the position it \
+                     was read at (the stream is far behind, or it does not stream the binlog the \
+                     reads see)"
                 );
             }
             return Ok(false);
@@ -372,7 +391,7 @@ impl Merge {
             TableReader::new(
                 self.endpoint.clone(),
                 self.config.table.clone(),
-                self.config.pause_limit,
+                self.lock_wait(),
             )
         });
         if let Job::Chunk { seq, .. } = &job {
@@ -600,7 +619,7 @@ impl Merge {
                 let mut reader = TableReader::new(
                     self.endpoint.clone(),
                     self.config.table.clone(),
-                    self.config.pause_limit,
+                    self.lock_wait(),
                 );
                 let e = tokio::time::timeout(self.config.pause_limit, reader.estimated_rows())
                     .await
@@ -752,7 +771,7 @@ impl Merge {
             TableReader::new(
                 self.endpoint.clone(),
                 self.config.table.clone(),
-                self.config.pause_limit,
+                self.lock_wait(),
             )
         });
         let schema = match reader.schema().await {
@@ -818,7 +837,7 @@ impl Merge {
             TableReader::new(
                 self.endpoint.clone(),
                 self.config.table.clone(),
-                self.config.pause_limit,
+                self.lock_wait(),
             )
         });
         let result = self.read_everything(&mut reader, emitter).await;
@@ -1010,17 +1029,6 @@ fn chunk_message(
     }
 }
 
-/// The stream's position, completed with the binlog's state for domains it has no GTID for.
-fn reach(stream: &GtidPosition, floor: &GtidPosition) -> GtidPosition {
-    let mut out = stream.clone();
-    for gtid in floor.iter() {
-        if out.get(gtid.domain_id).is_none() {
-            out.advance(*gtid);
-        }
-    }
-    out
-}
-
 fn timed_out(table: &TableRef) -> SourceError {
     SourceError::Connection {
         doing: "reading a snapshot chunk within the stream's pause limit",
@@ -1048,19 +1056,6 @@ mod tests {
 
     fn pos(s: &str) -> GtidPosition {
         s.parse().expect("position")
-    }
-
-    #[test]
-    fn reach_fills_only_missing_domains() {
-        assert_eq!(
-            reach(&pos("0-1-10"), &pos("0-1-3,1-1-7")).to_string(),
-            "0-1-10,1-1-7"
-        );
-        assert_eq!(
-            reach(&pos("0-1-10,1-2-9"), &pos("1-1-7")).to_string(),
-            "0-1-10,1-2-9"
-        );
-        assert!(reach(&pos("0-1-10"), &GtidPosition::new()).covers(&pos("0-1-10")));
     }
 
     #[test]

@@ -20,8 +20,10 @@
 //! make `P` lag: the chunk is then read again). Streaming resumes while the rows are read, and
 //! the chunk is sent at the first group boundary whose position covers `P`: every group committed
 //! before the read came before the chunk, every later group comes after it. Positions are
-//! compared per replication domain; a domain the stream has no GTID for yet counts from the
-//! `GTID_LIST` at the start of the binlog file it is reading. The stream stops reading the binlog
+//! compared per replication domain. (A stream position that omits a domain is no problem:
+//! MariaDB then sends that domain's groups from the start of its binlog, or refuses the position
+//! if they were purged, so the stream has every domain by the time it reaches a read's
+//! position.) The stream stops reading the binlog
 //! only from the moment it reaches `P` until the rows are in, bounded by the heartbeat-silence
 //! limit (a slower read is abandoned, the chunk size halved and the chunk read again).
 //!
