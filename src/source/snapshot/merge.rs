@@ -322,7 +322,12 @@ impl Merge {
                 ))
                 .into());
             }
-            self.retry_at = Some(Instant::now() + delay);
+            if attempt < 3 {
+                // The stream was not paused for it: reading again at once costs one read.
+                self.control.wake_self();
+            } else {
+                self.retry_at = Some(Instant::now() + delay);
+            }
             return Ok(true);
         }
         if !stream.covers(&read.point.position) {
