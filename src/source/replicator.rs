@@ -234,7 +234,7 @@ impl BinlogSource {
                     let fallback = matches!(plan, Plan::Fallback);
                     let read = async {
                         if fallback {
-                            merge.fallback(emitter).await
+                            merge.fallback(emitter, Some(&state.position)).await
                         } else {
                             merge.before_stream(emitter).await
                         }

@@ -788,7 +788,7 @@ impl Merge {
         };
         self.reader = Some(reader);
         if let KeyChoice::None(_) = schema.key {
-            return self.fallback(emitter).await;
+            return self.fallback(emitter, None).await;
         }
         let (id, seq, after) = match &self.active {
             Some(a) => (a.id.clone(), a.next_seq, a.after_key.clone()),
@@ -832,7 +832,13 @@ impl Merge {
     /// The table has no chunking key: read it in one consistent read, sent as chunks that all
     /// carry the read's position, then a commit there. The stream (stopped meanwhile) starts
     /// from that position; rows deleted before it are the sweep's to remove.
-    pub(crate) async fn fallback(&mut self, emitter: &Emitter) -> Result<GtidPosition, Interrupt> {
+    /// `stream`: where the stopped stream was, which the read's position must cover (the
+    /// stream continues from the read's position).
+    pub(crate) async fn fallback(
+        &mut self,
+        emitter: &Emitter,
+        stream: Option<&GtidPosition>,
+    ) -> Result<GtidPosition, Interrupt> {
         self.fallback = false;
         if self.active.is_none() {
             self.begin("no position to stream from");
@@ -845,7 +851,7 @@ impl Merge {
                 self.lock_wait(),
             )
         });
-        let result = self.read_everything(&mut reader, emitter).await;
+        let result = self.read_everything(&mut reader, emitter, stream).await;
         self.reader = Some(reader);
         let position = result?;
         emitter
@@ -862,6 +868,7 @@ impl Merge {
         &mut self,
         reader: &mut TableReader,
         emitter: &Emitter,
+        stream: Option<&GtidPosition>,
     ) -> Result<GtidPosition, Interrupt> {
         let table = self.config.table.clone();
         let why = match reader.schema().await?.key.clone() {
@@ -884,7 +891,27 @@ impl Merge {
             // A keyless table has no key to resume after.
             a.after_key = None;
         }
-        let point = reader.begin().await?;
+        let mut lagging = Attempts::new(READ_BACKOFF);
+        let point = loop {
+            let point = reader.begin().await?;
+            match stream {
+                Some(s) if !point.position.covers(s) => {
+                    // A commit the stream saw is not visible to reads yet: an instant.
+                    reader.end().await?;
+                    let delay = lagging.fail(None);
+                    if lagging.failures() > 5 {
+                        return Err(SourceError::Unsupported(format!(
+                            "{table}: the read at {} does not cover the stream's position {s}: \
+                             the reads and the stream see different binlogs",
+                            point.position
+                        ))
+                        .into());
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                _ => break point,
+            }
+        };
         let rows_per_chunk = self.chunk_rows;
         let mut buffered: Vec<Row> = Vec::with_capacity(rows_per_chunk);
         {
