@@ -503,6 +503,14 @@ async fn metrics_and_health_endpoints() {
         (stack.readyz().await == Some(200)).then_some(())
     })
     .await;
+    // One live change: snapshot rows are not commits, so commit-to-visible needs one.
+    stack
+        .db
+        .exec("INSERT INTO catalog.products (sku, name, description, price) VALUES ('LIVE-1', 'Live', 'a live change', 1.00)")
+        .await;
+    stack
+        .wait_object("the live change", "LIVE-1", |o| o.is_some())
+        .await;
     stack
         .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
         .await;
