@@ -25,5 +25,6 @@ mod sink;
 mod snapshot;
 mod snapshot_merge;
 mod snapshot_model;
+mod snapshot_pipeline;
 mod snapshot_resume;
 mod weaviate_test_server;
