@@ -43,15 +43,15 @@ pub const OLDEST_READABLE: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot read checkpoint {path}: {source}")]
+    #[error("cannot read checkpoint {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot write checkpoint {path}: {source}")]
+    #[error("cannot write checkpoint {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "checkpoint {path} is not valid: {reason}; fix or remove it (removing it makes vecsync start as --snapshot says)"
@@ -236,9 +236,9 @@ impl Checkpoint {
                 reason: e.to_string(),
             })?;
         text.push('\n');
-        write_atomically(&self.path, text.as_bytes()).map_err(|source| CheckpointError::Write {
+        write_atomically(&self.path, text.as_bytes()).map_err(|cause| CheckpointError::Write {
             path: self.path.clone(),
-            source,
+            cause,
         })
     }
 }
@@ -248,10 +248,10 @@ pub fn read(path: &Path) -> Result<Option<CheckpointData>, CheckpointError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(cause) => {
             return Err(CheckpointError::Read {
                 path: path.to_owned(),
-                source,
+                cause,
             });
         }
     };

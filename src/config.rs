@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::embed::args::EmbedderArgsError;
+use crate::embed::{EmbedderArgs, EmbedderConfig};
 use crate::position::GtidPosition;
 pub use crate::secret::Secret;
 use crate::sink::ConsistencyLevel;
@@ -104,9 +106,9 @@ pub struct RunArgs {
     #[arg(long, env = "VECSYNC_CACHE_TTL_SECS", default_value_t = 2)]
     pub cache_ttl_secs: u64,
 
-    /// Sentence-transformers model directory (scripts/fetch-model puts it in models/).
-    #[arg(long, env = "VECSYNC_MODEL", default_value = crate::embed::DEFAULT_MODEL_DIR)]
-    pub model: PathBuf,
+    /// The in-process model or a remote embedder, and the text template.
+    #[command(flatten)]
+    pub embedder: EmbedderArgs,
 
     /// Checkpoint file: the GTID position of the last transaction Weaviate confirmed.
     #[arg(long, env = "VECSYNC_CHECKPOINT", default_value = "vecsync.checkpoint")]
@@ -174,6 +176,15 @@ pub enum ConfigError {
         "--class {0:?} is not a Weaviate class name (a capital letter, then letters, digits or _)"
     )]
     Class(String),
+    #[error(transparent)]
+    Embedder(#[from] EmbedderArgsError),
+    // Until the pipeline renders the template (and re-embeds only when one of its columns
+    // changed), accepting another template would silently keep embedding the description.
+    #[error(
+        "--embed-template {0:?}: `vecsync run` embeds the description only in this version; \
+         remove the flag (the default is {{description}})"
+    )]
+    TemplateNotSupported(String),
 }
 
 /// A `db.table` name.
@@ -220,7 +231,7 @@ pub struct Config {
     pub consistency_level: Option<ConsistencyLevel>,
     pub memcached: Option<String>,
     pub cache_ttl: Duration,
-    pub model: PathBuf,
+    pub embedder: EmbedderConfig,
     pub checkpoint: PathBuf,
     pub gtid: Option<GtidPosition>,
     pub snapshot: SnapshotMode,
@@ -273,6 +284,12 @@ impl RunArgs {
         if !class_ok {
             return Err(ConfigError::Class(self.class));
         }
+        let embedder = self.embedder.into_config()?;
+        if !embedder.template.is_default() {
+            return Err(ConfigError::TemplateNotSupported(
+                embedder.template.source().to_owned(),
+            ));
+        }
         let memcached = match self.memcached.trim() {
             "" | "none" => None,
             s => Some(s.to_owned()),
@@ -289,7 +306,7 @@ impl RunArgs {
             consistency_level: self.consistency_level,
             memcached,
             cache_ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
-            model: self.model,
+            embedder,
             checkpoint: self.checkpoint,
             gtid: self.gtid,
             snapshot: self.snapshot,

@@ -1,8 +1,10 @@
 //! The Memcached embedding cache that deduplicates update bursts, as the seed designed it.
 //!
-//! Key `embedding:{sku}:{sha256 hex of the description}`, value the vector as a JSON array of
-//! floats (the seed's format, so a Python consumer and vecsync can share one cache during a
-//! migration), TTL `--cache-ttl-secs`. A hit skips the model.
+//! Key `embedding:{fingerprint8}:{sku}:{sha256 hex of the embedded text}`, value the vector as a
+//! JSON array of floats (the seed's value format), TTL `--cache-ttl-secs`. A hit skips the model.
+//! The seed's key had no fingerprint; vecsync's names the embedding identity
+//! ([`crate::embed::Fingerprint::short`]) so that two deployments with different models or
+//! templates that share one Memcached can never swap vectors.
 //!
 //! # Error handling
 //! The cache is an optimisation, never a dependency: every Memcached failure is logged, counted
@@ -53,10 +55,10 @@ use client::{Client, ClientError};
 
 /// Why a cache call failed (only ever logged and counted).
 #[derive(Debug, thiserror::Error)]
-#[error("memcached at {server}: {source}")]
+#[error("memcached at {server}: {cause}")]
 struct CacheError {
     server: String,
-    source: ClientError,
+    cause: ClientError,
 }
 
 enum State {
@@ -81,20 +83,21 @@ impl std::fmt::Debug for EmbeddingCache {
     }
 }
 
-/// The seed's cache key for a product's description.
+/// The cache key of a product's embedded text under the embedding identity `fingerprint` (its
+/// 8-character short form).
 ///
 /// SKUs that would make an invalid Memcached key (whitespace, control characters, too long) are
 /// replaced by their own sha256, so such products are still cached instead of failing.
-pub fn cache_key(sku: &str, description: &str) -> String {
-    let text_hash = hex(&Sha256::digest(description.as_bytes()));
-    let key = format!("embedding:{sku}:{text_hash}");
+pub fn cache_key(fingerprint: &str, sku: &str, text: &str) -> String {
+    let text_hash = hex(&Sha256::digest(text.as_bytes()));
+    let key = format!("embedding:{fingerprint}:{sku}:{text_hash}");
     let valid =
         key.len() <= MAX_KEY_LEN && !key.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         key
     } else {
         format!(
-            "embedding:sha256-{}:{text_hash}",
+            "embedding:{fingerprint}:sha256-{}:{text_hash}",
             hex(&Sha256::digest(sku.as_bytes()))
         )
     }
@@ -192,12 +195,12 @@ impl EmbeddingCache {
                         }
                         *state = State::Connected(c);
                     }
-                    Err(source) => {
+                    Err(cause) => {
                         self.go_down(
                             &mut state,
                             &CacheError {
                                 server: server.to_owned(),
-                                source,
+                                cause,
                             },
                         );
                         return None;
@@ -210,12 +213,12 @@ impl EmbeddingCache {
         };
         match call(client) {
             Ok(v) => Some(v),
-            Err(source) => {
+            Err(cause) => {
                 self.go_down(
                     &mut state,
                     &CacheError {
                         server: server.to_owned(),
-                        source,
+                        cause,
                     },
                 );
                 None
@@ -244,27 +247,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_is_the_seeds_format() {
+    fn key_names_the_fingerprint_the_sku_and_the_text() {
         // sha256("hello") is a well-known value.
         assert_eq!(
-            cache_key("TS-001", "hello"),
-            "embedding:TS-001:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+            cache_key("0123abcd", "TS-001", "hello"),
+            "embedding:0123abcd:TS-001:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_ne!(
+            cache_key("0123abcd", "TS-001", "hello"),
+            cache_key("ffff0000", "TS-001", "hello")
         );
     }
 
     #[test]
     fn invalid_memcached_keys_are_hashed() {
         for sku in ["has space", "tab\there", &"x".repeat(200)] {
-            let key = cache_key(sku, "d");
+            let key = cache_key("0123abcd", sku, "d");
             assert!(key.len() <= MAX_KEY_LEN, "{key}");
             assert!(
                 !key.chars().any(|c| c.is_whitespace() || c.is_control()),
                 "{key}"
             );
-            assert!(key.starts_with("embedding:sha256-"), "{key}");
+            assert!(key.starts_with("embedding:0123abcd:sha256-"), "{key}");
             // Still specific to the product and to the text.
-            assert_ne!(key, cache_key("other", "d"));
-            assert_ne!(key, cache_key(sku, "e"));
+            assert_ne!(key, cache_key("0123abcd", "other", "d"));
+            assert_ne!(key, cache_key("0123abcd", sku, "e"));
         }
     }
 

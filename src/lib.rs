@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! MariaDB binlog ──► source (ChangeEvent, Debezium semantics) ──► pipeline (batch, coalesce)
-//!        ──► dedup (Memcached) ──► embed (tract, all-MiniLM-L6-v2) ──► sink (Weaviate) ──► checkpoint
+//!        ──► dedup (Memcached) ──► embed (tract in-process, or an OpenAI-compatible server)
+//!        ──► sink (Weaviate) ──► checkpoint
 //! ```
 //!
 //! The checkpoint only moves forward at transaction boundaries, after Weaviate confirmed every
@@ -20,8 +21,10 @@ pub mod event;
 pub mod notify;
 pub mod pipeline;
 pub mod position;
+pub mod report;
 pub mod search;
 pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod template;

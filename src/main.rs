@@ -40,9 +40,9 @@ struct SearchArgs {
     /// How many products to print.
     #[arg(long, default_value_t = 5)]
     limit: usize,
-    /// The sentence-transformers model directory (see scripts/fetch-model).
-    #[arg(long, env = "VECSYNC_MODEL", default_value = vecsync::embed::DEFAULT_MODEL_DIR)]
-    model: std::path::PathBuf,
+    /// The embedder the products were embedded with (the query must be embedded alike).
+    #[command(flatten)]
+    embedder: vecsync::embed::EmbedderArgs,
     /// Weaviate's REST endpoint.
     #[arg(long, env = "WEAVIATE_URL", default_value = "http://localhost:8080")]
     weaviate_url: String,
@@ -59,6 +59,19 @@ struct SearchArgs {
     /// Weaviate class to search.
     #[arg(long, env = "VECSYNC_CLASS", default_value = "Product")]
     class: String,
+    /// Rank by keywords (BM25 on name and description) and the vector together: Weaviate's
+    /// hybrid query.
+    #[arg(long)]
+    hybrid: bool,
+    /// Hybrid weight of the vector side, 0 (keywords only) to 1 (vector only); Weaviate's
+    /// default is 0.75.
+    #[arg(long, requires = "hybrid")]
+    alpha: Option<f32>,
+    /// Only products matching these conditions, e.g. 'price<50' or "price>=10 and name='Red
+    /// Shoe'": = != < <= > >= on sku, name, description and price, joined by `,` or `and`;
+    /// may be repeated.
+    #[arg(long = "where", value_name = "CONDITIONS")]
+    filters: Vec<String>,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
@@ -66,14 +79,19 @@ struct SearchArgs {
 
 #[derive(Debug, clap::Args)]
 struct EmbedArgs {
-    /// The sentence-transformers model directory (see scripts/fetch-model).
-    #[arg(long, env = "VECSYNC_MODEL", default_value = vecsync::embed::DEFAULT_MODEL_DIR)]
-    model: std::path::PathBuf,
+    /// The in-process model or a remote embedder, and the text template.
+    #[command(flatten)]
+    embedder: vecsync::embed::EmbedderArgs,
+    /// Print the embedding identity as JSON (fingerprint, dimension, model files' sha256 or the
+    /// remote model, template) instead of embedding.
+    #[arg(long, conflicts_with_all = ["file", "bench", "texts"])]
+    info: bool,
     /// Read texts from this file, one per line ("-" for standard input).
     #[arg(long, conflicts_with = "texts")]
     file: Option<std::path::PathBuf>,
-    /// Print speed figures (sentences/s, peak RSS) as JSON instead of the vectors.
-    #[arg(long)]
+    /// Print speed figures (sentences/s, peak RSS) of the in-process model as JSON instead of
+    /// the vectors.
+    #[arg(long, conflicts_with = "embedder")]
     bench: bool,
     /// Worker threads (default: one per core).
     #[arg(long, env = "VECSYNC_EMBED_THREADS", default_value_t = 0)]
@@ -85,7 +103,7 @@ struct EmbedArgs {
     #[arg(long, default_value_t = vecsync::embed::EmbedOptions::default().max_batch_tokens)]
     batch_tokens: usize,
     /// Texts to embed.
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present_any = ["file", "info"])]
     texts: Vec<String>,
 }
 
@@ -114,6 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     vecsync::telemetry::init_logging(cli.log_format);
     match cli.command {
         Command::Search(args) => {
+            let mut filters = Vec::new();
+            for text in &args.filters {
+                filters.extend(vecsync::search::parse_where(text)?);
+            }
             let weaviate_api_key = match (args.weaviate_api_key, &args.weaviate_api_key_file) {
                 (Some(key), _) => Some(vecsync::secret::Secret::new(key)),
                 (None, Some(path)) => {
@@ -127,24 +149,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let request = vecsync::search::SearchRequest {
                 query: args.query,
                 limit: args.limit,
-                model: args.model,
+                embedder: args.embedder.into_config()?,
                 weaviate_url: args.weaviate_url,
                 weaviate_api_key,
                 class: args.class,
+                hybrid: args.hybrid,
+                alpha: args.alpha,
+                filters,
             };
             let hits =
                 tokio::runtime::Runtime::new()?.block_on(vecsync::search::search(&request))?;
             for hit in hits {
                 let p = &hit.product;
                 if args.json {
-                    let line = serde_json::json!({
-                        "distance": hit.distance,
+                    let mut line = serde_json::json!({
                         "id": hit.id,
                         "sku": p.sku,
                         "name": p.name,
                         "description": p.description,
                         "price": p.price,
                     });
+                    // A vector search ranks by distance, a hybrid one by score.
+                    if let Some(d) = hit.distance {
+                        line["distance"] = d.into();
+                    }
+                    if let Some(s) = hit.score {
+                        line["score"] = s.into();
+                    }
                     println!("{line}");
                 } else {
                     let price = p
@@ -154,7 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or_else(|| "-".into());
                     println!(
                         "{:.4}  {}  {}  {}",
-                        hit.distance,
+                        hit.distance.or(hit.score).unwrap_or(f32::NAN),
                         p.sku,
                         p.name.as_deref().unwrap_or("-"),
                         price
@@ -181,12 +212,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Embed(args) => {
+            let embedder = args.embedder.into_config()?;
+            if args.info {
+                let info = tokio::runtime::Runtime::new()?.block_on(embedder.info())?;
+                println!("{}", serde_json::to_string_pretty(&info)?);
+                return Ok(());
+            }
             let input = match args.file {
                 Some(path) => vecsync::embed::EmbedInput::File(path),
                 None => vecsync::embed::EmbedInput::Texts(args.texts),
             };
+            let model_dir = match &embedder.source {
+                vecsync::embed::EmbedderSource::Local(dir) => dir.clone(),
+                vecsync::embed::EmbedderSource::Remote(_) => {
+                    tokio::runtime::Runtime::new()?
+                        .block_on(embedder.embed_command(&input, &mut std::io::stdout().lock()))?;
+                    return Ok(());
+                }
+            };
             let cmd = vecsync::embed::EmbedCommand {
-                model_dir: args.model,
+                model_dir,
                 input,
                 bench: args.bench,
                 options: vecsync::embed::EmbedOptions {

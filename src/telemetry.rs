@@ -38,6 +38,8 @@ pub const BATCH_SIZE: &str = "vecsync_batch_size";
 pub const BINLOG_LAG_SECONDS: &str = "vecsync_binlog_lag_seconds";
 pub const COMMIT_TO_VISIBLE_SECONDS: &str = "vecsync_commit_to_visible_seconds";
 pub const CHECKPOINT_SEQUENCE: &str = "vecsync_checkpoint_sequence";
+pub const EMBEDDER_REQUESTS_TOTAL: &str = "vecsync_embedder_requests_total";
+pub const EMBEDDER_FAILURES_TOTAL: &str = "vecsync_embedder_failures_total";
 pub const WRITES_SKIPPED_TOTAL: &str = "vecsync_writes_skipped_total";
 pub const STALE_DELETED_TOTAL: &str = "vecsync_stale_objects_deleted_total";
 pub const READY: &str = "vecsync_ready";
@@ -46,10 +48,10 @@ pub const READY: &str = "vecsync_ready";
 pub enum TelemetryError {
     #[error("cannot install the Prometheus recorder: {0}")]
     Recorder(String),
-    #[error("cannot listen for metrics on {addr}: {source}; choose another --metrics-addr")]
+    #[error("cannot listen for metrics on {addr}: {cause}; choose another --metrics-addr")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("metrics server failed: {0}")]
     Serve(std::io::Error),
@@ -124,6 +126,14 @@ fn describe() {
         "Events Weaviate rejected for good, written to the dead-letter file."
     );
     describe_counter!(
+        EMBEDDER_REQUESTS_TOTAL,
+        "Requests to the remote embedder (--embedder), retries included."
+    );
+    describe_counter!(
+        EMBEDDER_FAILURES_TOTAL,
+        "Remote embedder requests that failed: no answer, or an error status."
+    );
+    describe_counter!(
         WRITES_SKIPPED_TOTAL,
         "Objects not written because Weaviate already held them exactly."
     );
@@ -162,6 +172,8 @@ fn describe() {
         REEMBEDS_SKIPPED_TOTAL,
         WEAVIATE_FAILURES_TOTAL,
         DEAD_LETTERS_TOTAL,
+        EMBEDDER_REQUESTS_TOTAL,
+        EMBEDDER_FAILURES_TOTAL,
         WRITES_SKIPPED_TOTAL,
         STALE_DELETED_TOTAL,
     ] {
@@ -312,10 +324,10 @@ pub async fn serve(
 > {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| TelemetryError::Bind { addr, source })?;
+        .map_err(|cause| TelemetryError::Bind { addr, cause })?;
     let bound = listener
         .local_addr()
-        .map_err(|source| TelemetryError::Bind { addr, source })?;
+        .map_err(|cause| TelemetryError::Bind { addr, cause })?;
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -118,12 +118,12 @@ pub fn run_command(cmd: &EmbedCommand, out: &mut dyn Write) -> Result<(), EmbedC
     }
 }
 
-fn write_json_line(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
+pub(crate) fn write_json_line(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")
 }
 
-fn read_texts(input: &EmbedInput) -> Result<Vec<String>, EmbedCommandError> {
+pub(crate) fn read_texts(input: &EmbedInput) -> Result<Vec<String>, EmbedCommandError> {
     match input {
         EmbedInput::Texts(texts) => Ok(texts.clone()),
         EmbedInput::File(path) => {

@@ -12,13 +12,17 @@
 //! the inference engine. Retrying the same call gives the same error, so callers stop and show
 //! the message, which says what to fix.
 
+pub mod args;
 pub mod batching;
 pub mod bert;
 pub mod command;
 mod embedder;
+pub mod fingerprint;
 pub mod model_dir;
 pub mod pooling;
+pub mod remote;
 mod runtime;
+pub mod text_embedder;
 pub mod tokenize;
 
 use std::path::PathBuf;
@@ -26,6 +30,11 @@ use std::path::PathBuf;
 pub use command::{EmbedCommand, EmbedCommandError, EmbedInput, run_command};
 pub use embedder::{EmbedOptions, Embedder};
 pub use model_dir::ModelDir;
+
+pub use args::{EmbedderArgs, EmbedderConfig, EmbedderSource};
+pub use fingerprint::{Fingerprint, ModelIdentity};
+pub use remote::{RemoteConfig, RemoteEmbedder};
+pub use text_embedder::{EmbedCallError, Probe, TextEmbedder, TextOutcome, check_fits};
 
 /// The model directory used when nothing else is configured, relative to the working directory.
 pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";

@@ -14,11 +14,11 @@ use crate::event::{ChangeEvent, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot write dead-letter file {path}: {source}; fix the path or its permissions (--dead-letter)"
+    "cannot write dead-letter file {path}: {cause}; fix the path or its permissions (--dead-letter)"
 )]
 pub struct DeadLetterError {
     path: PathBuf,
-    source: std::io::Error,
+    cause: std::io::Error,
 }
 
 #[derive(Serialize)]
@@ -52,9 +52,9 @@ impl DeadLetters {
         if entries.is_empty() {
             return Ok(());
         }
-        let err = |source| DeadLetterError {
+        let err = |cause| DeadLetterError {
             path: self.path.clone(),
-            source,
+            cause,
         };
         let mut buf = Vec::new();
         for (event, error) in entries {

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use crate::event::ChangeEvent;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write change events to {target}: {source}")]
+#[error("cannot write change events to {target}: {cause}")]
 pub struct EmitError {
     target: String,
-    source: std::io::Error,
+    cause: std::io::Error,
 }
 
 /// Where events are written.
@@ -37,9 +37,9 @@ impl EventWriter {
                 .create(true)
                 .append(true)
                 .open(PathBuf::from(target))
-                .map_err(|source| EmitError {
+                .map_err(|cause| EmitError {
                     target: target.to_owned(),
-                    source,
+                    cause,
                 })?;
             Box::new(BufWriter::new(file))
         };
@@ -54,9 +54,9 @@ impl EventWriter {
         &mut self,
         events: impl IntoIterator<Item = &'a ChangeEvent>,
     ) -> Result<(), EmitError> {
-        let err = |source| EmitError {
+        let err = |cause| EmitError {
             target: self.target.clone(),
-            source,
+            cause,
         };
         for event in events {
             serde_json::to_writer(&mut self.out, event).map_err(|e| err(e.into()))?;

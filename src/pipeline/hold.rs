@@ -18,6 +18,21 @@ pub const HOLD_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Durat
 /// An error that says whether retrying can help.
 pub trait Transient: Display {
     fn is_transient(&self) -> bool;
+
+    /// How long the server asked to wait (`Retry-After`), if it did; raises the backoff's wait.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl Transient for super::vectors::VectorError {
+    fn is_transient(&self) -> bool {
+        super::vectors::VectorError::is_transient(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        super::vectors::VectorError::retry_after(self)
+    }
 }
 
 impl Transient for crate::sink::SinkError {
@@ -53,7 +68,7 @@ where
                 return Ok(v);
             }
             Err(error) if error.is_transient() => {
-                let delay = attempts.fail(None);
+                let delay = attempts.fail(error.retry_after());
                 health.set_held(component, format!("{component} unavailable: {error}"));
                 tracing::warn!(
                     component,

@@ -48,7 +48,9 @@ use crate::backoff::Attempts;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{Config, redact_url};
 use crate::dedup::{CacheConfig, EmbeddingCache};
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::args::OpenError;
+use crate::embed::text_embedder::FitError;
+use crate::embed::{EmbedCallError, EmbedError, Probe, TextEmbedder, check_fits};
 use crate::sink::{SinkError, WeaviateConfig, WeaviateSink};
 use crate::source::{BinlogSource, SourceConfig, SourceError};
 use crate::telemetry::{self, Health, TelemetryError};
@@ -68,16 +70,35 @@ pub enum PipelineError {
     DeadLetter(#[from] deadletter::DeadLetterError),
     #[error(transparent)]
     Emit(#[from] emit::EmitError),
-    #[error("cannot load the embedding model: {0}")]
-    Model(#[from] EmbedError),
+    #[error("cannot load the embedding model: {}", crate::report::causes(.0))]
+    Model(EmbedError),
+    #[error(transparent)]
+    OpenEmbedder(#[from] OpenError),
+    #[error(transparent)]
+    Embedder(#[from] EmbedCallError),
+    #[error(transparent)]
+    EmbedderDoesNotFit(#[from] FitError),
     #[error(transparent)]
     Vectors(#[from] vectors::VectorError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
     #[error("internal task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    Task(tokio::task::JoinError),
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
+}
+
+// Causes are part of the message (see `crate::report`), never also a `source()`.
+impl From<EmbedError> for PipelineError {
+    fn from(e: EmbedError) -> Self {
+        PipelineError::Model(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for PipelineError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        PipelineError::Task(e)
+    }
 }
 
 /// Run the sidecar until `cancel` fires (`Ok`) or a definite error stops it.
@@ -97,6 +118,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Pipeli
         mariadb = %redact_url(&config.mariadb_url),
         weaviate = %redact_url(&config.weaviate_url),
         class = %config.class,
+        embedder = %config.embedder.describe(),
         memcached = config.memcached.as_deref().unwrap_or("off"),
         metrics = %metrics_addr,
         "vecsync starting"
@@ -144,14 +166,26 @@ async fn replicate(
     ));
 
     let setup = async {
-        let model = config.model.clone();
-        let embedder = tokio::task::spawn_blocking(move || Embedder::load(&model)).await??;
-        tracing::info!(model = %config.model.display(), dimension = embedder.dimension(), "embedding model loaded");
-        let sink = WeaviateSink::new(weaviate_config(config, embedder.dimension()))?;
+        let (embedder, probe) = start_embedder(config, health).await?;
+        // The class is created with, or checked against, the probed dimension: a class whose
+        // stored vectors have another length is refused by ensure_schema.
+        let sink = WeaviateSink::new(weaviate_config(config, probe.dimension))?;
         wait_for_weaviate(&sink, health).await?;
-        Ok::<_, PipelineError>((Arc::new(embedder), sink))
+        let distance = sink.class_distance().await?;
+        check_fits(&probe, None, distance.as_deref())?;
+        let fingerprint = {
+            let (embedder_config, embedder) = (config.embedder.clone(), embedder.clone());
+            tokio::task::spawn_blocking(move || embedder_config.fingerprint(&embedder)).await??
+        };
+        tracing::info!(
+            embedder = %config.embedder.describe(),
+            dimension = probe.dimension,
+            fingerprint = %fingerprint,
+            "embedder ready"
+        );
+        Ok::<_, PipelineError>((embedder, sink, fingerprint))
     };
-    let (embedder, sink) = tokio::select! {
+    let (embedder, sink, fingerprint) = tokio::select! {
         ready = setup => ready?,
         ended = &mut source_task => {
             ended??;
@@ -184,7 +218,7 @@ async fn replicate(
 
     let preparer = Preparer {
         sink: sink.clone(),
-        vectors: Vectors::new(embedder, cache),
+        vectors: Vectors::new(embedder, cache, fingerprint.short()),
         rule: TextRule::default(),
         inflight: inflight.clone(),
         health: health.clone(),
@@ -268,6 +302,28 @@ async fn replicate(
     Ok(())
 }
 
+/// Open the embedder and probe it. A remote embedder that cannot be reached yet is waited for
+/// (`/readyz` says why); a wrong model name, key or URL stops vecsync with the message.
+async fn start_embedder(
+    config: &Config,
+    health: &Health,
+) -> Result<(TextEmbedder, Probe), PipelineError> {
+    let embedder = config.embedder.open().await?;
+    let mut attempts = Attempts::new(hold::HOLD_BACKOFF);
+    loop {
+        match embedder.probe().await {
+            Ok(probe) => return Ok((embedder, probe)),
+            Err(error) if error.is_transient() => {
+                let delay = attempts.fail(error.retry_after());
+                health.set_not_ready(format!("waiting for the embedder: {error}"));
+                tracing::warn!(%error, attempt = attempts.failures(), retry_in_ms = delay.as_millis() as u64, "embedder not ready; waiting");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// Wait until Weaviate answers and the class is usable. Transient failures (Weaviate still
 /// starting) are retried forever; an incompatible class or a bad API key stops vecsync.
 async fn wait_for_weaviate(sink: &WeaviateSink, health: &Health) -> Result<(), PipelineError> {
@@ -311,4 +367,30 @@ fn weaviate_config(config: &Config, dimension: usize) -> WeaviateConfig {
     weaviate.consistency_level = config.consistency_level;
     weaviate.vector_dimensions = dimension;
     weaviate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let missing = EmbedError::MissingFile {
+            path: "models/x/model.safetensors".into(),
+        };
+        let shown = format!("{:#}", anyhow::Error::from(PipelineError::from(missing)));
+        assert_eq!(shown.matches("is missing").count(), 1, "{shown}");
+        assert!(
+            shown.starts_with("cannot load the embedding model: model file"),
+            "{shown}"
+        );
+
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let e = PipelineError::from(CheckpointError::Write {
+            path: "/state/vecsync.checkpoint".into(),
+            cause: io,
+        });
+        let shown = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(shown.matches("Permission denied").count(), 1, "{shown}");
+    }
 }

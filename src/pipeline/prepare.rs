@@ -159,7 +159,10 @@ impl Preparer {
             };
             decisions.push(decision);
         }
-        let mut vectors = self.vectors.get(&needs).await?.into_iter();
+        // A remote embedder that is down or rate-limiting holds the batch (and the position).
+        let mut vectors = hold(&self.health, "embedder", || self.vectors.get(&needs))
+            .await?
+            .into_iter();
 
         let (mut skipped, mut reused) = (0u64, 0u64);
         for (planned, decision) in coalesced.intents.into_iter().zip(decisions) {

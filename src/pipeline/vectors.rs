@@ -1,29 +1,54 @@
-//! Getting vectors for a batch: Memcached first, then one model call for all the misses.
+//! Getting vectors for a batch: Memcached first, then one embedder call for all the misses.
 //!
-//! Identical texts in one batch are embedded once. The blocking parts (Memcached, the model) run
-//! on tokio's blocking pool; writing misses back to Memcached is not waited for.
+//! Identical texts in one batch are embedded once. The blocking parts (Memcached, the local
+//! model) run on tokio's blocking pool; writing misses back to Memcached is not waited for. The
+//! cache key names the embedding fingerprint, so vectors of another model or template are never
+//! taken from the cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::reconcile::Vector;
 use crate::dedup::{EmbeddingCache, cache_key};
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::{EmbedCallError, TextEmbedder};
 use crate::telemetry::{CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, EMBEDDINGS_COMPUTED_TOTAL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
-    #[error("embedding failed: {0}")]
-    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Embed(#[from] EmbedCallError),
     #[error("the embedding worker stopped: {0}")]
-    Worker(#[from] tokio::task::JoinError),
+    Worker(tokio::task::JoinError),
 }
 
-/// The model plus its cache.
+impl From<tokio::task::JoinError> for VectorError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        VectorError::Worker(e)
+    }
+}
+
+impl VectorError {
+    /// Whether to hold the position and try again (the remote embedder is down or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, VectorError::Embed(e) if e.is_transient())
+    }
+
+    /// The embedder's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            VectorError::Embed(e) => e.retry_after(),
+            VectorError::Worker(_) => None,
+        }
+    }
+}
+
+/// The embedder plus its cache.
 #[derive(Clone)]
 pub struct Vectors {
-    embedder: Arc<Embedder>,
+    embedder: TextEmbedder,
     cache: Arc<EmbeddingCache>,
+    /// The short embedding fingerprint, part of every cache key.
+    fingerprint: String,
 }
 
 /// One text a product needs a vector for.
@@ -37,8 +62,12 @@ pub struct Need<'a> {
 pub type Embedded = Vec<Result<Vector, String>>;
 
 impl Vectors {
-    pub fn new(embedder: Arc<Embedder>, cache: Arc<EmbeddingCache>) -> Self {
-        Self { embedder, cache }
+    pub fn new(embedder: TextEmbedder, cache: Arc<EmbeddingCache>, fingerprint: &str) -> Self {
+        Self {
+            embedder,
+            cache,
+            fingerprint: fingerprint.to_owned(),
+        }
     }
 
     pub fn dimension(&self) -> usize {
@@ -50,7 +79,10 @@ impl Vectors {
         if needs.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = needs.iter().map(|n| cache_key(n.sku, n.text)).collect();
+        let keys: Vec<String> = needs
+            .iter()
+            .map(|n| cache_key(&self.fingerprint, n.sku, n.text))
+            .collect();
         let dim = self.dimension();
 
         let hits = if self.cache.is_enabled() {
@@ -122,8 +154,8 @@ impl Vectors {
         Ok(out)
     }
 
-    /// Embed `texts` in one model call; when that call fails, embed one by one so a single bad
-    /// text is isolated (and dead-lettered by the caller) instead of failing the batch.
+    /// Embed `texts` in one embedder call; a text that cannot be embedded gets its reason (the
+    /// caller dead-letters it), the others their vectors.
     async fn embed_texts(
         &self,
         texts: Vec<String>,
@@ -131,25 +163,7 @@ impl Vectors {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let embedder = self.embedder.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            match embedder.embed(&refs) {
-                Ok(vectors) => vectors.into_iter().map(Ok).collect(),
-                Err(batch_error) => {
-                    tracing::warn!(error = %batch_error, texts = refs.len(), "batch embedding failed; embedding one by one");
-                    refs.iter()
-                        .map(|t| {
-                            embedder
-                                .embed(&[t])
-                                .map_err(|e| e.to_string())
-                                .and_then(|mut v| v.pop().ok_or_else(|| "no vector returned".to_owned()))
-                        })
-                        .collect::<Vec<_>>()
-                }
-            }
-        })
-        .await?;
+        let result = self.embedder.embed_each(texts).await?;
         let ok = result.iter().filter(|r| r.is_ok()).count();
         metrics::counter!(EMBEDDINGS_COMPUTED_TOTAL).increment(ok as u64);
         Ok(result)

@@ -129,6 +129,10 @@ impl Writer {
                 (now_ms() - c.ts_ms).max(0) as f64 / 1000.0
             }
         });
+        // Set before the checkpoint is stored, so whoever sees the new checkpoint sees the lag.
+        if let Some(lag) = lag {
+            metrics::gauge!(BINLOG_LAG_SECONDS).set(lag);
+        }
         let (commit, effects) = (p.commit, p.effects);
         let (policy, confirmed) = tokio::task::spawn_blocking(move || {
             let confirmed = policy.confirm(commit.as_ref(), &effects, |id, request| {
@@ -145,9 +149,6 @@ impl Writer {
         for seen in p.commits_seen_ms {
             metrics::histogram!(COMMIT_TO_VISIBLE_SECONDS)
                 .record((now - seen).max(0) as f64 / 1000.0);
-        }
-        if let Some(lag) = lag {
-            metrics::gauge!(BINLOG_LAG_SECONDS).set(lag);
         }
         if let Some(position) = &confirmed.position {
             self.health.set_checkpoint(position);

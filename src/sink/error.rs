@@ -11,14 +11,16 @@ pub enum SinkError {
     Config(String),
 
     /// No HTTP answer: connection refused or reset, DNS failure, timeout, connection dropped.
-    #[error("could not reach Weaviate at {endpoint} ({what}): {source}")]
+    #[error(
+        "could not reach Weaviate at {endpoint} ({what}): {}",
+        crate::report::causes(cause)
+    )]
     Transport {
         /// `scheme://host:port` only, never credentials.
         endpoint: String,
         /// The call, e.g. `POST /v1/batch/objects`.
         what: String,
-        #[source]
-        source: reqwest::Error,
+        cause: reqwest::Error,
     },
 
     /// Weaviate answered with an unexpected HTTP status.
@@ -81,7 +83,7 @@ impl SinkError {
     /// bug, and retrying would only hide it.
     pub fn is_transient(&self) -> bool {
         match self {
-            SinkError::Transport { source, .. } => !source.is_builder(),
+            SinkError::Transport { cause, .. } => !cause.is_builder(),
             SinkError::Status { status, .. } => status_is_transient(*status),
             SinkError::ObjectsFailing { .. }
             | SinkError::ReadOnly { .. }

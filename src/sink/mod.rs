@@ -43,5 +43,5 @@ pub use product::{
 };
 pub use retry::RetryPolicy;
 pub use schema::{ClassSchema, SchemaStatus};
-pub use search::SearchHit;
+pub use search::{FilterOp, FilterValue, HybridQuery, PropertyFilter, SearchHit, SearchQuery};
 pub use weaviate::WeaviateSink;

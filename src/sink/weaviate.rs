@@ -271,6 +271,17 @@ impl WeaviateSink {
         Err(self.status_error(&call, &answer))
     }
 
+    /// The vector distance of the existing class (`cosine`, `dot`, `l2-squared`, ...), `None`
+    /// when the class does not exist or names none (Weaviate's default is cosine).
+    pub async fn class_distance(&self) -> Result<Option<String>, SinkError> {
+        Ok(self.fetch_class().await?.and_then(|class| {
+            class
+                .pointer("/vectorIndexConfig/distance")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }))
+    }
+
     async fn fetch_class(&self) -> Result<Option<Value>, SinkError> {
         let call = Call::new(Method::GET, format!("schema/{}", self.inner.class));
         let answer = self.send(&call).await?;
@@ -796,10 +807,10 @@ impl WeaviateSink {
     async fn send_once(&self, call: &Call) -> Result<Answer, SinkError> {
         // The call and endpoint are named in the error already; dropping reqwest's copy of the
         // URL keeps anything odd in it (query, credentials) out of messages.
-        let transport = |source: reqwest::Error| SinkError::Transport {
+        let transport = |cause: reqwest::Error| SinkError::Transport {
             endpoint: self.inner.endpoint.clone(),
             what: call.what(),
-            source: source.without_url(),
+            cause: cause.without_url(),
         };
         let mut url = self
             .inner

@@ -19,8 +19,8 @@ fn config(addr: String) -> CacheConfig {
 fn stores_and_finds_vectors_by_sku_and_text() {
     let server = Memcached::start();
     let cache = EmbeddingCache::new(config(server.addr()));
-    let k1 = cache_key("TS-001", "A classic crew-neck t-shirt");
-    let k2 = cache_key("TS-001", "A different text");
+    let k1 = cache_key("0123abcd", "TS-001", "A classic crew-neck t-shirt");
+    let k2 = cache_key("0123abcd", "TS-001", "A different text");
     let v1 = [0.25f32, -0.5, 1.0];
     cache.set_many(&[(&k1, &v1)]);
 
@@ -38,7 +38,7 @@ async fn entries_expire_after_the_ttl() {
         ttl: Duration::from_secs(1),
         ..config(server.addr())
     }));
-    let key = cache_key("JN-001", "Slim fit jeans");
+    let key = cache_key("0123abcd", "JN-001", "Slim fit jeans");
     cache.set_many(&[(&key, &[1.0, 2.0])]);
     assert_eq!(cache.get_many(&[&key], 2).len(), 1);
     wait_until("the entry to expire", DEFAULT_DEADLINE, || {
@@ -53,7 +53,7 @@ async fn entries_expire_after_the_ttl() {
 async fn an_outage_is_a_miss_and_the_cache_comes_back() {
     let mut server = Memcached::start();
     let cache = std::sync::Arc::new(EmbeddingCache::new(config(server.addr())));
-    let key = cache_key("SKU-1", "text");
+    let key = cache_key("0123abcd", "SKU-1", "text");
     cache.set_many(&[(&key, &[1.0])]);
     assert_eq!(cache.get_many(&[&key], 1).len(), 1);
 
@@ -89,7 +89,7 @@ fn a_batch_of_hundreds_is_stored_and_found_in_one_call_each() {
     let server = Memcached::start();
     let cache = EmbeddingCache::new(config(server.addr()));
     let keys: Vec<String> = (0..300)
-        .map(|i| cache_key(&format!("SKU-{i}"), "text"))
+        .map(|i| cache_key("0123abcd", &format!("SKU-{i}"), "text"))
         .collect();
     let vectors: Vec<Vec<f32>> = (0..300)
         .map(|i| (0..384).map(|j| (i * 384 + j) as f32 * 1e-4).collect())
@@ -101,7 +101,7 @@ fn a_batch_of_hundreds_is_stored_and_found_in_one_call_each() {
         .collect();
     cache.set_many(&entries);
     let mut asked: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let absent = cache_key("NOT-STORED", "text");
+    let absent = cache_key("0123abcd", "NOT-STORED", "text");
     asked.push(&absent);
     let found = cache.get_many(&asked, 384);
     assert_eq!(

@@ -21,6 +21,8 @@ mod harness;
 mod mariadb_harness;
 mod pipeline;
 mod preflight;
+mod remote_embedder;
+mod search;
 mod sink;
 mod snapshot;
 mod snapshot_merge;

@@ -569,8 +569,8 @@ async fn near_vector_returns_the_nearest_product_first(t: &Target) {
         let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
         1.0 - dot / (n(a) * n(b))
     };
-    assert!((hits[0].distance - cosine(&query, &vectors[0].1)).abs() < 1e-4);
-    assert!((hits[1].distance - cosine(&query, &vectors[2].1)).abs() < 1e-4);
+    assert!((hits[0].distance.expect("distance") - cosine(&query, &vectors[0].1)).abs() < 1e-4);
+    assert!((hits[1].distance.expect("distance") - cosine(&query, &vectors[2].1)).abs() < 1e-4);
     assert!(hits[0].distance <= hits[1].distance);
 }
 

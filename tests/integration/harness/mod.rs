@@ -53,6 +53,8 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
+pub mod http_faults;
+pub mod infinity;
 pub mod mariadb;
 pub mod memcached;
 pub mod proxy;
