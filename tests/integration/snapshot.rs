@@ -729,3 +729,39 @@ async fn a_snapshot_with_only_its_sweep_left_reads_no_chunk() {
     );
     source.stop().await.expect("stop");
 }
+
+/// A measurement, not a timed test (ignored; run it on an idle machine):
+/// `cargo nextest run --test integration --run-ignored only -E 'test(/source_snapshot_rate/)' --no-capture`.
+/// How fast the source alone reads a 20,000-row table into the stream (chunks confirmed on
+/// receipt, no Weaviate, no model): the ceiling the pipeline's snapshot rate can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --run-ignored on an idle machine"]
+async fn source_snapshot_rate() {
+    let server = MariaDb::start().await;
+    let db = unique_name("rate");
+    server
+        .exec(&crate::snapshot_model::create_products(&db, 20_000))
+        .await;
+    for rows in [1024, 256] {
+        let started_at = Instant::now();
+        let mut source = Running::start(
+            chunked(&server, &db, "products", SnapshotMode::Initial, rows),
+            None,
+        );
+        let mut read = 0;
+        started(&mut source).await;
+        loop {
+            let c = chunk(&mut source).await;
+            read += c.rows.len();
+            if c.last {
+                break;
+            }
+        }
+        let secs = started_at.elapsed().as_secs_f64();
+        println!(
+            "source snapshot: {read} rows in chunks of {rows}: {secs:.3} s, {:.0} rows/s",
+            read as f64 / secs
+        );
+        source.stop().await.expect("stop");
+    }
+}
