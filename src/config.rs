@@ -119,6 +119,9 @@ pub struct RunArgs {
     /// When to read the whole table first: initial, when-needed, always or never.
     #[arg(long, env = "VECSYNC_SNAPSHOT", value_enum, default_value_t = SnapshotMode::Initial)]
     pub snapshot: SnapshotMode,
+    /// Rows per snapshot chunk: each chunk is one short consistent read, merged into the stream.
+    #[arg(long, env = "VECSYNC_SNAPSHOT_CHUNK_ROWS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub snapshot_chunk_rows: u32,
 
     /// Also write every change event as a Debezium-envelope JSON line to this file ("-" = stdout).
     #[arg(long, env = "VECSYNC_EMIT_EVENTS")]
@@ -225,6 +228,7 @@ pub struct Config {
     pub checkpoint: PathBuf,
     pub gtid: Option<GtidPosition>,
     pub snapshot: SnapshotMode,
+    pub snapshot_chunk_rows: usize,
     pub emit_events: Option<String>,
     pub dead_letter: PathBuf,
     pub metrics_addr: SocketAddr,
@@ -294,6 +298,7 @@ impl RunArgs {
             checkpoint: self.checkpoint,
             gtid: self.gtid,
             snapshot: self.snapshot,
+            snapshot_chunk_rows: self.snapshot_chunk_rows as usize,
             emit_events: self.emit_events,
             dead_letter: self.dead_letter,
             metrics_addr: self.metrics_addr,
@@ -494,6 +499,7 @@ mod tests {
         assert_eq!(cfg.memcached.as_deref(), Some("localhost:11211"));
         assert_eq!(cfg.cache_ttl, Duration::from_secs(2));
         assert_eq!(cfg.snapshot, SnapshotMode::Initial);
+        assert_eq!(cfg.snapshot_chunk_rows, 1024);
         assert_eq!(cfg.metrics_addr.to_string(), "127.0.0.1:9187");
         assert!(parse(&["--memcached", "none"]).memcached.is_none());
     }

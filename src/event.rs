@@ -152,7 +152,9 @@ pub struct SnapshotChunk {
     pub rows: Vec<ChangeEvent>,
     /// The key of the last row of this chunk (JSON values, one per key column), `None` for an
     /// empty chunk. Recorded in the checkpoint once the chunk is confirmed: a resumed snapshot
-    /// reads after it.
+    /// reads after it. Treat it as opaque: it is encoded to bind back exactly (temporal values
+    /// as `YYYY-MM-DD HH:MM:SS.ffffff`, binary as base64, FLOAT as its exact double), which is
+    /// not always the row's own JSON.
     pub last_key: Option<Vec<serde_json::Value>>,
     /// True for the snapshot's last chunk.
     pub last: bool,

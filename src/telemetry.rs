@@ -182,6 +182,7 @@ fn describe() {
     for op in ["c", "u", "d", "r", "t"] {
         metrics::counter!(EVENTS_TOTAL, "op" => op).increment(0);
     }
+    crate::source::snapshot::describe_metrics();
 }
 
 /// What `/readyz`, `/position`, `/wait` and the checkpoint info metric report; shared between

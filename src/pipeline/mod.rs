@@ -158,10 +158,17 @@ async fn replicate(
     // is reported at once, even while the model loads or Weaviate is still down. Until the
     // worker runs, the bounded channel holds it back.
     let source = BinlogSource::new(source_config(config))?;
+    let snapshot_control = source.snapshot_control();
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let source_cancel = cancel.child_token();
-    let mut source_task =
-        tokio::spawn(source.run(checkpoint.position().cloned(), tx, source_cancel.clone()));
+    let mut source_task = tokio::spawn(source.run(
+        crate::source::Start {
+            position: checkpoint.position().cloned(),
+            snapshot: checkpoint.snapshot().cloned(),
+        },
+        tx,
+        source_cancel.clone(),
+    ));
 
     let rule = TextRule::new(config.embedder.template.clone())?;
     let setup = async {
@@ -232,7 +239,7 @@ async fn replicate(
         policy: Some(CommitPolicy::new(checkpoint, may_jump)),
         inflight,
         health: health.clone(),
-        link: None,
+        link: Some(Arc::new(snapshot_control)),
         sweep: Arc::new(SweepState::default()),
         control: control_tx,
         sweeping: None,
@@ -358,6 +365,7 @@ fn source_config(config: &Config) -> SourceConfig {
     source.server_id = config.server_id;
     source.snapshot = config.snapshot;
     source.start_gtid = config.gtid.clone();
+    source.snapshot_chunk_rows = config.snapshot_chunk_rows;
     source
 }
 

@@ -38,6 +38,16 @@ pub trait SnapshotLink: Send + Sync {
     fn check_absent(&self, snapshot_id: &str, request: u64, column: &str, values: Vec<String>);
 }
 
+impl SnapshotLink for crate::source::SnapshotControl {
+    fn chunk_confirmed(&self, snapshot_id: &str, seq: u64) {
+        crate::source::SnapshotControl::chunk_confirmed(self, snapshot_id, seq);
+    }
+
+    fn check_absent(&self, snapshot_id: &str, request: u64, column: &str, values: Vec<String>) {
+        crate::source::SnapshotControl::check_absent(self, snapshot_id, request, column, values);
+    }
+}
+
 /// Shared between the sweeper and the stage that confirms batches.
 #[derive(Debug)]
 pub struct SweepState {

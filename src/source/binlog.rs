@@ -16,6 +16,11 @@
 //! with no watched rows only advance the position: their commits are throttled to one a second,
 //! and the last one is sent as soon as the stream goes idle, so the checkpoint catches up.
 //!
+//! # Snapshots
+//! At every group boundary (and when woken while idle between groups) the stream calls the
+//! snapshot [`Merge`] hook, which may pause the stream briefly to start a consistent read and
+//! sends chunks where the stream reaches their read positions (see `snapshot::merge`).
+//!
 //! # Resumption
 //! [`StreamState::position`] is always the position after the last complete group; reconnecting
 //! from it replays nothing that was already sent, and loses nothing.
@@ -41,6 +46,7 @@ use super::mariadb_events::{
     self as ev, LOG_EVENT_ARTIFICIAL_F, MalformedEvent, Reader, RowsKind, event_type,
 };
 use super::rows::{Cell, RowError, decode_image};
+use super::snapshot::{Merge, SnapshotControl};
 use super::statement::{self, Statement};
 use super::table_map;
 use super::values::cell_to_json;
@@ -62,6 +68,10 @@ pub(crate) struct StreamContext<'a> {
     pub endpoint: &'a Endpoint,
     pub collations: &'a Collations,
     pub emitter: &'a Emitter,
+    /// For `start_reconciling_snapshot` when the binlog shows a change it cannot describe row
+    /// by row (TRUNCATE PARTITION, a diverged failover: the "source" side calls it).
+    #[allow(dead_code)]
+    pub snapshot: &'a SnapshotControl,
 }
 
 /// Where the stream is; survives reconnects.
@@ -77,10 +87,12 @@ pub(crate) struct StreamState {
     pub warned_schema_fallback: bool,
 }
 
-/// Connect and stream from `state.position` until cancelled or an error.
+/// Connect and stream from `state.position` until cancelled, an error, or the snapshot hook asks
+/// the stream to stop (`Ok`: a keyless table's one-read fallback must run).
 pub(crate) async fn stream(
     ctx: &StreamContext<'_>,
     state: &mut StreamState,
+    merge: &mut Merge,
 ) -> Result<(), Interrupt> {
     state.progressed = false;
     let mut conn = ctx.endpoint.connect().await?;
@@ -108,7 +120,17 @@ pub(crate) async fn stream(
 
     let mut decoder = Decoder::new(ctx, state);
     let silence_limit = ctx.heartbeat * 2 + Duration::from_secs(5);
+    // Snapshot merge: a boundary right after connecting, nothing sent yet.
+    let mut at_boundary = true;
     let result = loop {
+        if std::mem::take(&mut at_boundary) && decoder.group.is_none() {
+            if let Err(e) = decoder.boundary(merge).await {
+                break Err(e);
+            }
+            if merge.wants_fallback() {
+                break Ok(());
+            }
+        }
         let wait = if decoder.pending.is_some() {
             IDLE_COMMIT_DELAY
         } else {
@@ -117,10 +139,16 @@ pub(crate) async fn stream(
         // mysql_common panics on some malformed packets (a short event body): turn that into
         // an error instead of losing the task.
         let polled = std::panic::AssertUnwindSafe(binlog.next()).catch_unwind();
+        let idle = decoder.group.is_none();
         let next = tokio::select! {
             biased;
             () = ctx.emitter.cancel().cancelled() => break Err(Interrupt::Stopped),
             next = tokio::time::timeout(wait, polled) => next,
+            // Only when the binlog has nothing waiting: a credit came back, a request arrived.
+            () = merge.wake(), if idle => {
+                at_boundary = true;
+                continue;
+            }
         };
         let next = match next {
             Ok(Err(panic)) => {
@@ -146,6 +174,7 @@ pub(crate) async fn stream(
                 if let Err(e) = decoder.flush_pending().await {
                     break Err(e);
                 }
+                at_boundary = true;
             }
             Err(_) => {
                 break Err(SourceError::Silent {
@@ -174,6 +203,7 @@ pub(crate) async fn stream(
                     break Err(e);
                 }
                 decoder.state.progressed = true;
+                at_boundary = true;
             }
         }
     };
@@ -267,6 +297,13 @@ impl<'c, 's> Decoder<'c, 's> {
             pending: None,
             last_commit_sent: Instant::now(),
         }
+    }
+
+    /// Between two groups: let the snapshot merge send what is due and start its next read.
+    async fn boundary(&mut self, merge: &mut Merge) -> Result<(), Interrupt> {
+        merge
+            .at_boundary(&self.state.position, &mut self.pending, self.ctx.emitter)
+            .await
     }
 
     fn event_error(&self, header: &BinlogEventHeader, reason: impl Into<String>) -> SourceError {

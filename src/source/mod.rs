@@ -8,8 +8,9 @@
 //! ```text
 //! replicator  start rules, snapshot, reconnects            (BinlogSource::run)
 //!  ├─ preflight   settings and privileges, checked first
-//!  ├─ snapshot    START TRANSACTION WITH CONSISTENT SNAPSHOT -> `r` events + Commit
-//!  └─ binlog      replica connection, event groups -> events + Commit
+//!  ├─ snapshot    chunked consistent reads (TableReader), merged into the stream at their
+//!  │              GTID positions (Merge, driven by SnapshotControl); progress
+//!  └─ binlog      replica connection, event groups -> events + Commit; calls the merge hook
 //!      ├─ mariadb_events  GTID/GTID_LIST/ROTATE/QUERY/rows bodies, compression, checksums
 //!      ├─ table_map       column storage types and optional metadata
 //!      ├─ columns         names, signedness, charsets, ENUM/SET members (or information_schema)
@@ -27,12 +28,13 @@ mod mariadb_events;
 mod preflight;
 mod replicator;
 mod rows;
-mod snapshot;
+pub mod snapshot;
 mod statement;
 mod table_map;
 mod values;
 
 pub use error::SourceError;
 pub use preflight::Preflight;
-pub use replicator::{BinlogSource, DEFAULT_SERVER_ID, SourceConfig};
+pub use replicator::{BinlogSource, DEFAULT_SERVER_ID, SourceConfig, Start};
 pub use rows::RowError;
+pub use snapshot::{MAX_CHUNKS_AHEAD, ReadPoint, SnapshotControl, TableChunk, TableReader};

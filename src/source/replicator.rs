@@ -2,10 +2,21 @@
 //! snapshot and the stream, and reconnects after transient failures.
 //!
 //! # Start rules
-//! 1. `start_gtid` (`--gtid`) given: stream from exactly after it.
-//! 2. Else a checkpoint: resume from it (`--snapshot always` snapshots anyway).
-//! 3. Else by snapshot mode: `initial`/`when-needed`/`always` take a snapshot first; `never`
-//!    sends a [`Commit`] at the server's current `@@gtid_binlog_pos` and streams from there.
+//! 1. `start_gtid` (`--gtid`) given: stream from exactly after it; no snapshot, and a snapshot
+//!    recorded in the checkpoint is dropped.
+//! 2. Else a checkpoint position with a snapshot in progress: stream from the position and
+//!    continue the snapshot after its last confirmed chunk, whatever `--snapshot` says.
+//! 3. Else a checkpoint position: stream from it; `--snapshot always` also starts a snapshot,
+//!    merged into the stream.
+//! 4. Else no position: `initial`/`when-needed`/`always` read the first chunk and stream from its
+//!    position, the rest of the snapshot merged into the stream; `never` sends a [`Commit`] at the
+//!    server's current `@@gtid_binlog_pos` and streams from there.
+//!
+//! `when-needed` also starts a new snapshot when the position's binlog was purged (the stream
+//! then starts at its first chunk's position), and [`SnapshotControl::start_reconciling_snapshot`]
+//! starts one from within the stream. Every snapshot begins with
+//! [`SnapshotMessage::Started`](crate::event::SnapshotMessage::Started); its chunks follow, the
+//! last with `last: true` (an empty table: one empty chunk), then a [`Commit`].
 //!
 //! # Error handling
 //! Transient errors (connection lost, server restarting, silence past the heartbeat) reconnect
@@ -21,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::checkpoint::SnapshotProgress;
 use crate::config::{Secret, SnapshotMode, TableRef};
 use crate::event::{Commit, SourceMessage, now_ms};
 use crate::position::GtidPosition;
@@ -32,7 +44,7 @@ use super::connection::Endpoint;
 use super::emitter::{Emitter, Interrupt};
 use super::error::SourceError;
 use super::preflight::{self, Preflight};
-use super::snapshot;
+use super::snapshot::{Merge, MergeConfig, SnapshotControl};
 
 /// The replica server id vecsync uses by default (Debezium's in the seed).
 pub const DEFAULT_SERVER_ID: u32 = 184_054;
@@ -59,6 +71,8 @@ pub struct SourceConfig {
     /// Reconnect attempts after transient errors before giving up (`None`: forever). The count
     /// restarts whenever the stream makes progress.
     pub max_reconnects: Option<u32>,
+    /// Rows per snapshot chunk (`--snapshot-chunk-rows`).
+    pub snapshot_chunk_rows: usize,
 }
 
 impl SourceConfig {
@@ -74,8 +88,18 @@ impl SourceConfig {
             snapshot: SnapshotMode::Initial,
             start_gtid: None,
             max_reconnects: None,
+            snapshot_chunk_rows: 1024,
         }
     }
+}
+
+/// Where [`BinlogSource::run`] starts: what the checkpoint holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Start {
+    /// The stream position of the last fully handled transaction, if any.
+    pub position: Option<GtidPosition>,
+    /// A snapshot in progress, continued after its last confirmed chunk (needs `position`).
+    pub snapshot: Option<SnapshotProgress>,
 }
 
 /// Streams one table of a MariaDB server as [`SourceMessage`]s.
@@ -83,12 +107,16 @@ impl SourceConfig {
 pub struct BinlogSource {
     config: SourceConfig,
     endpoint: Endpoint,
+    control: SnapshotControl,
 }
 
 /// What to do next.
 #[derive(Debug, Clone)]
 enum Plan {
+    /// No position: read the snapshot's first chunk, stream from its position.
     Snapshot,
+    /// The table has no chunking key: read it in one consistent read, stream from there.
+    Fallback,
     Stream(GtidPosition),
     /// Stream from the server's current position (mode `never`, no checkpoint).
     Current,
@@ -104,7 +132,17 @@ impl BinlogSource {
             config.password.as_ref(),
             config.ssl_ca.as_deref(),
         )?;
-        Ok(Self { config, endpoint })
+        Ok(Self {
+            config,
+            endpoint,
+            control: SnapshotControl::default(),
+        })
+    }
+
+    /// The handle the pipeline drives snapshots with (credits, absence checks). Take it before
+    /// [`run`](Self::run); it stays valid for the whole run.
+    pub fn snapshot_control(&self) -> SnapshotControl {
+        self.control.clone()
     }
 
     /// Check the server's settings and the user's privileges, as [`run`](Self::run) does first:
@@ -139,28 +177,25 @@ impl BinlogSource {
 
     /// Run until `cancel` fires or the receiver of `tx` is dropped (`Ok`), or a definite error.
     ///
-    /// `checkpoint` is the stored position of the last fully handled transaction, if any. The
-    /// messages are each transaction's events followed by its [`Commit`](crate::event::Commit).
-    /// When `start_gtid` is set, or a snapshot is taken while a checkpoint exists, the commits may
-    /// be behind the stored checkpoint: the caller should `reset` the checkpoint, not `store` it.
+    /// `start` is what the checkpoint holds (see the start rules in the module documentation).
+    /// The messages are each transaction's events followed by its
+    /// [`Commit`](crate::event::Commit), and snapshot messages merged in at their positions.
+    /// When `start_gtid` is set, or a snapshot starts without a position, the commits may be
+    /// behind the stored checkpoint: the caller should `reset` the checkpoint, not `store` it.
     pub async fn run(
         self,
-        checkpoint: Option<GtidPosition>,
+        start: Start,
         tx: mpsc::Sender<SourceMessage>,
         cancel: CancellationToken,
     ) -> Result<(), SourceError> {
         let emitter = Emitter::new(tx, cancel.clone());
-        match self.run_inner(checkpoint, &emitter).await {
+        match self.run_inner(start, &emitter).await {
             Ok(()) | Err(Interrupt::Stopped) => Ok(()),
             Err(Interrupt::Failed(e)) => Err(e),
         }
     }
 
-    async fn run_inner(
-        &self,
-        checkpoint: Option<GtidPosition>,
-        emitter: &Emitter,
-    ) -> Result<(), Interrupt> {
+    async fn run_inner(&self, start: Start, emitter: &Emitter) -> Result<(), Interrupt> {
         let table = &self.config.table;
         let (preflight, collations) = self.prepare(emitter).await?;
         for w in &preflight.warnings {
@@ -168,13 +203,18 @@ impl BinlogSource {
         }
         tracing::info!(%table, server = %preflight.server_version, "MariaDB preflight passed");
 
-        let mut plan = match (&self.config.start_gtid, self.config.snapshot, checkpoint) {
-            (Some(gtid), _, _) => Plan::Stream(gtid.clone()),
-            (None, SnapshotMode::Always, _) => Plan::Snapshot,
-            (None, _, Some(cp)) => Plan::Stream(cp),
-            (None, SnapshotMode::Never, None) => Plan::Current,
-            (None, SnapshotMode::Initial | SnapshotMode::WhenNeeded, None) => Plan::Snapshot,
-        };
+        let silence_limit = self.config.heartbeat * 2 + Duration::from_secs(5);
+        let mut merge = Merge::new(
+            self.control.clone(),
+            self.endpoint.clone(),
+            MergeConfig {
+                table: table.clone(),
+                chunk_rows: self.config.snapshot_chunk_rows,
+                pause_limit: silence_limit,
+                max_failures: self.config.max_reconnects,
+            },
+        );
+        let mut plan = self.start_plan(start, &mut merge);
         let ctx = StreamContext {
             table,
             replica_server_id: self.config.server_id,
@@ -182,6 +222,7 @@ impl BinlogSource {
             endpoint: &self.endpoint,
             collations: &collations,
             emitter,
+            snapshot: &self.control,
         };
         let mut state = StreamState::default();
         let mut attempt = 0u32;
@@ -189,12 +230,25 @@ impl BinlogSource {
         let mut last_failed_at: Option<GtidPosition> = None;
         loop {
             let outcome = match &plan {
-                Plan::Snapshot => snapshot::snapshot(&self.endpoint, table, emitter)
-                    .await
-                    .map(|position| {
+                Plan::Snapshot | Plan::Fallback => {
+                    let fallback = matches!(plan, Plan::Fallback);
+                    let read = async {
+                        if fallback {
+                            merge.fallback(emitter, Some(&state.position)).await
+                        } else {
+                            merge.before_stream(emitter).await
+                        }
+                    };
+                    let read = tokio::select! {
+                        biased;
+                        () = emitter.cancel().cancelled() => Err(Interrupt::Stopped),
+                        r = read => r,
+                    };
+                    read.map(|position| {
                         plan = Plan::Stream(position);
                         attempt = 0;
-                    }),
+                    })
+                }
                 Plan::Current => match self.server_position().await {
                     Ok(p) => {
                         tracing::info!(%table, position = %p, "no checkpoint and --snapshot never: starting at the server's current position");
@@ -213,8 +267,12 @@ impl BinlogSource {
                 },
                 Plan::Stream(position) => {
                     state.position = position.clone();
-                    let r = binlog::stream(&ctx, &mut state).await;
-                    plan = Plan::Stream(state.position.clone());
+                    let r = binlog::stream(&ctx, &mut state, &mut merge).await;
+                    plan = if merge.wants_fallback() {
+                        Plan::Fallback
+                    } else {
+                        Plan::Stream(state.position.clone())
+                    };
                     if state.progressed {
                         attempt = 0;
                     }
@@ -231,6 +289,7 @@ impl BinlogSource {
                 && self.config.start_gtid.is_none()
             {
                 tracing::warn!(%table, %error, "binlog purged; taking a new snapshot (--snapshot when-needed)");
+                merge.begin("the binlog of the position was purged (--snapshot when-needed)");
                 plan = Plan::Snapshot;
                 continue;
             }
@@ -267,6 +326,51 @@ impl BinlogSource {
             tokio::select! {
                 () = emitter.cancel().cancelled() => return Err(Interrupt::Stopped),
                 () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Where to start (see the module's start rules); begins or resumes the snapshot to merge.
+    fn start_plan(&self, start: Start, merge: &mut Merge) -> Plan {
+        let table = &self.config.table;
+        let Start { position, snapshot } = start;
+        if let Some(gtid) = &self.config.start_gtid {
+            if let Some(s) = snapshot {
+                tracing::warn!(%table, snapshot_id = %s.id, "--gtid given: the snapshot in progress in the checkpoint is dropped");
+            }
+            return Plan::Stream(gtid.clone());
+        }
+        match (position, snapshot) {
+            (Some(position), Some(progress)) => {
+                if self.config.snapshot == SnapshotMode::Never {
+                    tracing::info!(%table, "continuing the snapshot in progress (--snapshot never only skips new ones)");
+                }
+                merge.resume(progress);
+                Plan::Stream(position)
+            }
+            (Some(position), None) => {
+                if self.config.snapshot == SnapshotMode::Always {
+                    merge.begin("--snapshot always");
+                }
+                Plan::Stream(position)
+            }
+            (None, progress) => {
+                if let Some(p) = progress {
+                    // Without the stream position its rows were merged at, the snapshot's
+                    // chunks cannot be continued: changes since then would be lost.
+                    tracing::warn!(%table, snapshot_id = %p.id, "the checkpoint has a snapshot in progress but no stream position; starting over");
+                }
+                match self.config.snapshot {
+                    SnapshotMode::Never => Plan::Current,
+                    SnapshotMode::Always => {
+                        merge.begin("--snapshot always");
+                        Plan::Snapshot
+                    }
+                    SnapshotMode::Initial | SnapshotMode::WhenNeeded => {
+                        merge.begin("no checkpoint");
+                        Plan::Snapshot
+                    }
+                }
             }
         }
     }

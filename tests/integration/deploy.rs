@@ -250,10 +250,6 @@ fn uid_gid(user: &str) -> (u32, u32) {
 const PENDING_METRICS: &[&str] = &[
     "vecsync_source_connected",
     "vecsync_source_reconnects_total",
-    "vecsync_snapshot_running",
-    "vecsync_snapshot_rows_total",
-    "vecsync_snapshot_chunks_total",
-    "vecsync_snapshot_remaining_rows",
     "vecsync_buffer_bytes",
 ];
 

@@ -503,6 +503,14 @@ async fn metrics_and_health_endpoints() {
         (stack.readyz().await == Some(200)).then_some(())
     })
     .await;
+    // One live change: snapshot rows are not commits, so commit-to-visible needs one.
+    stack
+        .db
+        .exec("INSERT INTO catalog.products (sku, name, description, price) VALUES ('LIVE-1', 'Live', 'a live change', 1.00)")
+        .await;
+    stack
+        .wait_object("the live change", "LIVE-1", |o| o.is_some())
+        .await;
     stack
         .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
         .await;
@@ -511,13 +519,7 @@ async fn metrics_and_health_endpoints() {
         .await
         .expect("healthz");
     assert_eq!(healthz.status().as_u16(), 200);
-    let body = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    for name in [
+    let names = [
         "vecsync_events_total",
         "vecsync_embeddings_computed_total",
         "vecsync_embedding_cache_hits_total",
@@ -531,7 +533,27 @@ async fn metrics_and_health_endpoints() {
         "vecsync_binlog_lag_seconds",
         "vecsync_commit_to_visible_seconds",
         "vecsync_checkpoint_info",
-    ] {
+    ];
+    // The commit-to-visible sample is recorded just after the checkpoint moves.
+    let scrape = || async {
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body")
+    };
+    wait_until(
+        "/metrics to show every metric",
+        DEFAULT_DEADLINE,
+        || async {
+            let body = scrape().await;
+            names.iter().all(|n| body.contains(n)).then_some(())
+        },
+    )
+    .await;
+    let body = scrape().await;
+    for name in names {
         assert!(body.contains(name), "/metrics lacks {name}:\n{body}");
     }
     let gtid = stack.db.gtid_binlog_pos().await;

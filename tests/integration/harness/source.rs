@@ -1,4 +1,8 @@
 //! Runs a [`BinlogSource`] in the background and hands its messages to the test, with deadlines.
+//!
+//! By default the harness confirms every snapshot chunk as it receives it (as a pipeline that
+//! wrote it would), so snapshots are never held up by credits; [`Running::start_manual`] leaves
+//! confirming to the test.
 
 use std::time::Duration;
 
@@ -6,9 +10,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vecsync::config::{SnapshotMode, TableRef};
-use vecsync::event::{ChangeEvent, Commit, SourceMessage};
+use vecsync::event::{ChangeEvent, Commit, SnapshotMessage, SourceMessage};
 use vecsync::position::GtidPosition;
-use vecsync::source::{BinlogSource, SourceConfig, SourceError};
+use vecsync::source::{BinlogSource, SnapshotControl, SourceConfig, SourceError, Start};
 
 use super::DEFAULT_DEADLINE;
 use super::mariadb::MariaDb;
@@ -32,21 +36,63 @@ pub struct Running {
     rx: mpsc::Receiver<SourceMessage>,
     cancel: CancellationToken,
     handle: Option<JoinHandle<Result<(), SourceError>>>,
+    control: SnapshotControl,
+    auto_confirm: bool,
 }
 
 impl Running {
     /// Start `cfg` from `checkpoint` with a small channel (so back-pressure is exercised).
     pub fn start(cfg: SourceConfig, checkpoint: Option<GtidPosition>) -> Self {
+        Self::start_from(
+            cfg,
+            Start {
+                position: checkpoint,
+                snapshot: None,
+            },
+        )
+    }
+
+    /// Start `cfg` from `start` (a position and maybe a snapshot in progress).
+    pub fn start_from(cfg: SourceConfig, start: Start) -> Self {
+        Self::launch(cfg, start, true)
+    }
+
+    /// Like [`start_from`](Self::start_from), but the test confirms chunks itself
+    /// ([`control`](Self::control)).
+    pub fn start_manual(cfg: SourceConfig, start: Start) -> Self {
+        Self::launch(cfg, start, false)
+    }
+
+    fn launch(cfg: SourceConfig, start: Start, auto_confirm: bool) -> Self {
         init_tracing();
         let source = BinlogSource::new(cfg).expect("valid source config");
+        let control = source.snapshot_control();
         let (tx, rx) = mpsc::channel(16);
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(source.run(checkpoint, tx, cancel.clone()));
+        let handle = tokio::spawn(source.run(start, tx, cancel.clone()));
         Self {
             rx,
             cancel,
             handle: Some(handle),
+            control,
+            auto_confirm,
         }
+    }
+
+    /// The source's snapshot control (credits, absence checks).
+    pub fn control(&self) -> &SnapshotControl {
+        &self.control
+    }
+
+    /// Receive one message; chunks are confirmed on receipt unless the test does it.
+    async fn recv(&mut self) -> Option<SourceMessage> {
+        let m = self.rx.recv().await;
+        if let Some(SourceMessage::Snapshot(SnapshotMessage::Chunk(c))) = &m {
+            if self.auto_confirm {
+                self.control.chunk_confirmed(&c.snapshot_id, c.seq);
+            }
+        }
+        m
     }
 
     /// The next message, failing the test after the default deadline.
@@ -54,7 +100,7 @@ impl Running {
     pub fn next(&mut self) -> impl std::future::Future<Output = SourceMessage> + '_ {
         let caller = std::panic::Location::caller();
         async move {
-            match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+            match tokio::time::timeout(DEFAULT_DEADLINE, self.recv()).await {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     let result = match self.handle.take() {
@@ -84,7 +130,8 @@ impl Running {
     }
 
     /// The next transaction that has events: its events and its commit. Commits of
-    /// transactions without events of the table are skipped.
+    /// transactions without events of the table are skipped. A whole snapshot counts as one
+    /// transaction: its chunks' `r` events, and a commit at its last chunk's position.
     #[track_caller]
     pub fn transaction(
         &mut self,
@@ -92,13 +139,31 @@ impl Running {
         let caller = std::panic::Location::caller();
         async move {
             let mut events = Vec::new();
+            let mut in_snapshot = false;
             loop {
-                match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
-                    Ok(Some(SourceMessage::Event(e))) => events.push(e),
-                    Ok(Some(SourceMessage::Commit(c))) if events.is_empty() => {
+                match tokio::time::timeout(DEFAULT_DEADLINE, self.recv()).await {
+                    Ok(Some(SourceMessage::Event(e))) => {
+                        assert!(!in_snapshot, "{caller}: a stream event inside a snapshot");
+                        events.push(e);
+                    }
+                    Ok(Some(SourceMessage::Commit(c))) if events.is_empty() || in_snapshot => {
                         let _ = c;
                     }
                     Ok(Some(SourceMessage::Commit(c))) => return (events, c),
+                    Ok(Some(SourceMessage::Snapshot(SnapshotMessage::Started(_)))) => {
+                        in_snapshot = true;
+                    }
+                    Ok(Some(SourceMessage::Snapshot(SnapshotMessage::Chunk(c)))) => {
+                        events.extend(c.rows);
+                        if c.last {
+                            let commit = Commit {
+                                position: c.position,
+                                ts_ms: 0,
+                                seen_ms: 0,
+                            };
+                            return (events, commit);
+                        }
+                    }
                     Ok(Some(SourceMessage::Snapshot(s))) => {
                         panic!("{caller}: unexpected snapshot message {s:?}")
                     }
@@ -119,7 +184,7 @@ impl Running {
         let position = position.clone();
         async move {
             loop {
-                match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+                match tokio::time::timeout(DEFAULT_DEADLINE, self.recv()).await {
                     Ok(Some(SourceMessage::Commit(c))) if c.position.covers(&position) => return c,
                     Ok(Some(SourceMessage::Commit(_))) => {}
                     Ok(Some(SourceMessage::Event(e))) => {
@@ -169,7 +234,7 @@ impl Running {
         let handle = self.handle.take().expect("running");
         // Keep draining so a full channel cannot hold the source up.
         let drain = async {
-            while self.rx.recv().await.is_some() {}
+            while self.recv().await.is_some() {}
             std::future::pending::<()>().await;
         };
         let result = tokio::select! {
