@@ -297,7 +297,10 @@ mod tests {
         let mut seen = vec![false; lengths.len()];
         for b in &batches {
             let tokens: usize = b.indices.iter().map(|&i| lengths[i]).sum();
-            assert!(b.indices.len() == 1 || tokens <= 512, "{b:?}: {tokens} tokens");
+            assert!(
+                b.indices.len() == 1 || tokens <= 512,
+                "{b:?}: {tokens} tokens"
+            );
             assert!(b.indices.len() <= 32);
             for &i in &b.indices {
                 assert!(!std::mem::replace(&mut seen[i], true), "{i} twice");

@@ -124,9 +124,7 @@ impl Work for Model {
                     source_desc: "native encoder".to_owned(),
                     reason: e.0,
                 }),
-            Backend::Graph(model) => model
-                .spawn_state()
-                .map(|s| WorkerState::Graph(Box::new(s))),
+            Backend::Graph(model) => model.spawn_state().map(|s| WorkerState::Graph(Box::new(s))),
         }
     }
 
@@ -149,7 +147,11 @@ impl Work for Model {
         tokens: &[Vec<i64>],
         batch: &Batch,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let texts: Vec<&[i64]> = batch.indices.iter().map(|&i| tokens[i].as_slice()).collect();
+        let texts: Vec<&[i64]> = batch
+            .indices
+            .iter()
+            .map(|&i| tokens[i].as_slice())
+            .collect();
         let mut vectors = match (&self.backend, state) {
             (Backend::Native(encoder), WorkerState::Native(state)) => encoder
                 .embed(state, &texts)
@@ -217,7 +219,11 @@ impl Embedder {
         let native = engine == Engine::Native && dir.safetensors.is_file();
         let (backend, engine, graph) = if native {
             let encoder = NativeEncoder::load(&dir.safetensors, &dir.bert, max_batch_tokens)?;
-            (Backend::Native(encoder), Engine::Native, "model.safetensors")
+            (
+                Backend::Native(encoder),
+                Engine::Native,
+                "model.safetensors",
+            )
         } else {
             let model = match &dir.onnx {
                 Some(onnx) => CompiledModel::from_onnx_file(onnx, dims)?,

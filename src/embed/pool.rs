@@ -322,7 +322,9 @@ fn run_job<W: Work>(shared: &Shared<W>, state: &mut W::State, job: Job) {
         Job::Batch(call, n) => (call, n),
     };
     let Some(plan) = call.plan.get() else {
-        return call.fail(EmbedError::Internal("a batch ran before its plan".to_owned()));
+        return call.fail(EmbedError::Internal(
+            "a batch ran before its plan".to_owned(),
+        ));
     };
     let Some(batch) = plan.batches.get(index) else {
         return call.fail(EmbedError::Internal(format!("no batch {index}")));
@@ -415,7 +417,17 @@ mod tests {
         let pool = Pool::start(fake(), 3).expect("start");
         for _ in 0..20 {
             let v = blocking(&pool, &["a", "bbb", "cc", "dddddd", "", "eeeeeee"]).expect("ok");
-            assert_eq!(v, vec![vec![1.0], vec![3.0], vec![2.0], vec![6.0], vec![0.0], vec![7.0]]);
+            assert_eq!(
+                v,
+                vec![
+                    vec![1.0],
+                    vec![3.0],
+                    vec![2.0],
+                    vec![6.0],
+                    vec![0.0],
+                    vec![7.0]
+                ]
+            );
         }
         assert_eq!(pool.threads(), 3);
         assert!(blocking(&pool, &[]).expect("ok").is_empty());
@@ -430,7 +442,10 @@ mod tests {
         assert!(err.to_string().contains("panicked: boom"), "{err}");
         // Both workers still serve calls.
         for _ in 0..10 {
-            assert_eq!(blocking(&pool, &["ab", "c"]).expect("ok"), vec![vec![2.0], vec![1.0]]);
+            assert_eq!(
+                blocking(&pool, &["ab", "c"]).expect("ok"),
+                vec![vec![2.0], vec![1.0]]
+            );
         }
     }
 
@@ -452,6 +467,9 @@ mod tests {
         // The next call is answered, and only a batch or two of the abandoned one ran.
         assert_eq!(blocking(&pool, &["abc"]).expect("ok"), vec![vec![3.0]]);
         let ran = pool.work().batches_run.load(Ordering::SeqCst);
-        assert!(ran <= 3, "{ran} batches ran, the abandoned call was not skipped");
+        assert!(
+            ran <= 3,
+            "{ran} batches ran, the abandoned call was not skipped"
+        );
     }
 }

@@ -15,6 +15,7 @@ mod binlog_tls;
 mod binlog_types;
 mod dedup;
 mod embed;
+mod embed_engines;
 mod harness;
 mod mariadb_harness;
 mod pipeline;

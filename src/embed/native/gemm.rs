@@ -235,19 +235,6 @@ impl Kernel {
         }
     }
 
-    /// The kernel called `name`, if this CPU runs it (for benchmarks that compare kernels).
-    pub fn named(name: &str) -> Result<Kernel, GemmError> {
-        MmmDispatch::native()
-            .runnable()
-            .iter()
-            .find(|k| k.name() == name && k.internal_type() == f32::datum_type())
-            .map(|mmm| Kernel {
-                mmm: mmm.clone(),
-                packing: 0,
-            })
-            .map_or_else(|| fail(format!("no runnable f32 kernel {name}")), Ok)
-    }
-
     pub fn name(&self) -> &str {
         self.mmm.name()
     }
@@ -400,7 +387,11 @@ impl Kernel {
         // call borrows mutably, so nothing else reads or writes it meanwhile.
         let view = unsafe { TensorView::from_bytes(&out.buf.0, offset, &out_shape, &out_strides) };
         // SAFETY: as above.
-        let store = unsafe { self.mmm.c_from_data_and_strides(item, out_rs, out_cs).wrap(&view) };
+        let store = unsafe {
+            self.mmm
+                .c_from_data_and_strides(item, out_rs, out_cs)
+                .wrap(&view)
+        };
         specs.push(FusedSpec::Store(store));
         if let Some(spec) = specs.iter().find(|s| !self.mmm.can_fuse(s)) {
             return fail(format!("{} cannot fuse {spec:?}", self.name()));
@@ -450,7 +441,10 @@ mod tests {
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
-            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0
+                    - 1.0
+            })
             .collect()
     }
 
@@ -458,7 +452,13 @@ mod tests {
     /// operands and the output, a bias, a per-row scale and an added matrix, against f64.
     #[test]
     fn strided_products_with_epilogues_match_a_reference() {
-        for &(m, k, n) in &[(1, 1, 1), (7, 5, 3), (44, 32, 44), (33, 44, 32), (385, 384, 17)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 5, 3),
+            (44, 32, 44),
+            (33, 44, 32),
+            (385, 384, 17),
+        ] {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
             let bias = values(m, 3);

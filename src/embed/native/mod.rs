@@ -106,7 +106,7 @@ pub(crate) struct EncoderState {
     qkv: Buf,
     ctx: Buf,
     up: Buf,
-    gelu: Vec<f32>,
+    gelu: Buf,
     scores: Buf,
     col_max: Vec<f32>,
     inv_sums: Buf,
@@ -149,7 +149,9 @@ impl NativeEncoder {
             let mut qkv_w = Vec::with_capacity(3 * h * h);
             let mut qkv_b = Vec::with_capacity(3 * h);
             for (part, s) in [("query", scale), ("key", 1.0), ("value", 1.0)] {
-                let (wt, b) = w.linear(&format!("{a}.{part}"), h, h).map_err(weights_error)?;
+                let (wt, b) = w
+                    .linear(&format!("{a}.{part}"), h, h)
+                    .map_err(weights_error)?;
                 qkv_w.extend(wt.iter().map(|v| v * s));
                 qkv_b.extend(b.iter().map(|v| v * s));
             }
@@ -221,7 +223,7 @@ impl NativeEncoder {
             qkv: Buf::zeros(0)?,
             ctx: Buf::zeros(0)?,
             up: Buf::zeros(0)?,
-            gelu: Vec::new(),
+            gelu: Buf::zeros(ops::GELU_CHUNK)?,
             scores: Buf::zeros(0)?,
             col_max: Vec::new(),
             inv_sums: Buf::zeros(0)?,
@@ -272,7 +274,6 @@ impl NativeEncoder {
         qkv.ensure_len(total * 3 * h)?;
         ctx.ensure_len(total * h)?;
         up.ensure_len(total * self.intermediate)?;
-        gelu.resize(total * self.intermediate, 0.0);
         scores.ensure_len(longest * longest)?;
         col_max.resize(longest, 0.0);
         inv_sums.ensure_len(longest)?;
@@ -288,7 +289,15 @@ impl NativeEncoder {
             let mut start = 0;
             for text in texts {
                 self.attention(
-                    scratch, kernels, qkv, scores, col_max, inv_sums, ctx, start, text.len(),
+                    scratch,
+                    kernels,
+                    qkv,
+                    scores,
+                    col_max,
+                    inv_sums,
+                    ctx,
+                    start,
+                    text.len(),
                 )?;
                 start += text.len();
             }
@@ -299,7 +308,13 @@ impl NativeEncoder {
                 tokens_mut(h1, h, total),
             )?;
             let n = &layer.attention_norm;
-            layer_norm(&mut h1.as_mut_slice()[..total * h], h, &n.gamma, &n.beta, self.eps);
+            layer_norm(
+                &mut h1.as_mut_slice()[..total * h],
+                h,
+                &n.gamma,
+                &n.beta,
+                self.eps,
+            );
             layer.up.apply(
                 scratch,
                 tokens(h1, h, total),
@@ -308,7 +323,7 @@ impl NativeEncoder {
             )?;
             self.routines.gelu(
                 &mut up.as_mut_slice()[..total * self.intermediate],
-                &mut gelu[..],
+                gelu.as_mut_slice(),
             )?;
             layer.down.apply(
                 scratch,
@@ -317,7 +332,13 @@ impl NativeEncoder {
                 tokens_mut(hidden, h, total),
             )?;
             let n = &layer.output_norm;
-            layer_norm(&mut hidden.as_mut_slice()[..total * h], h, &n.gamma, &n.beta, self.eps);
+            layer_norm(
+                &mut hidden.as_mut_slice()[..total * h],
+                h,
+                &n.gamma,
+                &n.beta,
+                self.eps,
+            );
         }
 
         let rows = hidden.as_slice();
