@@ -99,12 +99,25 @@ struct EmbedArgs {
     /// Most texts per batch (texts of similar length are batched together).
     #[arg(long, default_value_t = vecsync::embed::EmbedOptions::default().max_batch_texts)]
     batch_size: usize,
-    /// Most padded tokens per batch (bounds a batch's working memory; smaller batches stay in cache).
+    /// Most tokens per batch (bounds a batch's working memory; smaller batches stay in cache).
     #[arg(long, default_value_t = vecsync::embed::EmbedOptions::default().max_batch_tokens)]
     batch_tokens: usize,
+    /// Which implementation runs the transformer: vecsync's encoder (native) or tract's graph
+    /// (graph, the reference for benchmarks).
+    #[arg(long, value_enum, default_value = "native")]
+    engine: EngineArg,
+    /// With --bench: embed the input this many times, and also report the best and median run.
+    #[arg(long, default_value_t = 1, requires = "bench")]
+    repeat: usize,
     /// Texts to embed.
     #[arg(required_unless_present_any = ["file", "info"])]
     texts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EngineArg {
+    Native,
+    Graph,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,7 +209,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             let config = args.into_config()?;
-            let runtime = tokio::runtime::Runtime::new()?;
+            // The in-process model keeps one thread per core busy while it embeds; the async
+            // threads mostly wait on the network, so they get the cores it leaves (at least one)
+            // instead of fighting it for them.
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            let workers = if config.embedder.is_local() {
+                vecsync::embed::runtime_worker_threads(cores, cores)
+            } else {
+                cores
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let cancel = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(cancel.clone()));
@@ -238,6 +263,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     threads: args.threads,
                     max_batch_texts: args.batch_size,
                     max_batch_tokens: args.batch_tokens,
+                },
+                repeat: args.repeat,
+                engine: match args.engine {
+                    EngineArg::Native => vecsync::embed::Engine::Native,
+                    EngineArg::Graph => vecsync::embed::Engine::Graph,
                 },
             };
             vecsync::embed::run_command(&cmd, &mut std::io::stdout().lock())?;

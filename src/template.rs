@@ -176,7 +176,6 @@ impl Template {
     }
 }
 
-
 fn push_value(out: &mut String, value: Option<&Value>) {
     match value {
         None | Some(Value::Null) => {}

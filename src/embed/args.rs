@@ -128,6 +128,11 @@ pub enum OpenError {
 }
 
 impl EmbedderConfig {
+    /// Whether the model runs in this process (on this machine's cores).
+    pub fn is_local(&self) -> bool {
+        matches!(self.source, EmbedderSource::Local(_))
+    }
+
     /// Load the local model, or build the remote client (which contacts nobody yet: call
     /// [`TextEmbedder::probe`] next).
     pub async fn open(&self) -> Result<TextEmbedder, OpenError> {

@@ -1,6 +1,8 @@
-//! Groups texts into batches of similar length, and puts the results back in input order.
+//! Groups texts into batches, and puts the results back in input order.
 //!
-//! A batch is padded to its longest text, and the padding is computed and then thrown away, so
+//! [`pack_batches`] is for the native encoder, which packs the texts of a batch end to end (no
+//! padding): batches are capped in real tokens. [`plan_batches`] is for the tract graph, which
+//! pads. There a batch is padded to its longest text, and the padding is computed and then thrown away, so
 //! texts are sorted by token count before they are cut into batches (sentence-transformers does
 //! the same). Batches are also capped in padded tokens, which bounds the memory of one batch's
 //! intermediate tensors when texts are long, and there are at least as many batches as worker
@@ -61,6 +63,48 @@ pub fn plan_batches(lengths: &[usize], limits: BatchLimits) -> Vec<Batch> {
     batches.push(Batch {
         indices: current,
         seq_len,
+    });
+    batches
+}
+
+/// Cut texts with token counts `lengths` into batches that are packed end to end rather than
+/// padded (the native encoder's), longest first.
+///
+/// A batch holds at most `max_texts` texts and `max_tokens` tokens (a text longer than that
+/// gets a batch of its own); when the texts are few, the tokens are spread over at least
+/// `min_batches` batches so every worker gets a share. `seq_len` is the longest text of each
+/// batch. Every index of `lengths` appears in exactly one batch.
+pub fn pack_batches(lengths: &[usize], limits: BatchLimits) -> Vec<Batch> {
+    if lengths.is_empty() {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    // Stable, so equal lengths keep input order: batches are reproducible run to run.
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let total: usize = lengths.iter().sum();
+    let budget = limits
+        .max_tokens
+        .min(total.div_ceil(limits.min_batches.max(1)))
+        .max(1);
+    let max_texts = limits.max_texts.max(1);
+    let mut batches = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut tokens = 0;
+    for i in order {
+        let fits = current.len() < max_texts && tokens + lengths[i] <= budget;
+        if !current.is_empty() && !fits {
+            batches.push(Batch {
+                seq_len: lengths[current[0]],
+                indices: std::mem::take(&mut current),
+            });
+            tokens = 0;
+        }
+        tokens += lengths[i];
+        current.push(i);
+    }
+    batches.push(Batch {
+        seq_len: lengths[current[0]],
+        indices: current,
     });
     batches
 }
@@ -197,6 +241,72 @@ mod tests {
             firsts.windows(2).all(|w| w[0] >= w[1]),
             "not longest first: {firsts:?}"
         );
+    }
+
+    #[test]
+    fn packed_batches_cap_real_tokens_and_spread_over_workers() {
+        let lengths = [5, 30, 6, 31, 7, 29, 5, 8];
+        let limits = BatchLimits {
+            max_texts: 4,
+            max_tokens: 64,
+            min_batches: 1,
+        };
+        let batches = pack_batches(&lengths, limits);
+        // Longest first, cut at 64 real tokens (no padding counted) or 4 texts.
+        let cut: Vec<Vec<usize>> = batches.iter().map(|b| b.indices.clone()).collect();
+        assert_eq!(cut, vec![vec![3, 1], vec![5, 7, 4, 2], vec![0, 6]]);
+        assert_eq!(batches[0].seq_len, 31);
+
+        // Ten equal texts and two workers: five each, although one batch could hold them all.
+        let spread = pack_batches(
+            &[4; 10],
+            BatchLimits {
+                max_texts: 32,
+                max_tokens: 1 << 20,
+                min_batches: 2,
+            },
+        );
+        assert_eq!(
+            spread.iter().map(|b| b.indices.len()).collect::<Vec<_>>(),
+            vec![5, 5]
+        );
+        // A text over the budget gets a batch of its own.
+        let long = pack_batches(&[100, 3, 3], limits);
+        assert_eq!(long[0].indices, vec![0]);
+    }
+
+    #[test]
+    fn many_random_lengths_are_packed_into_a_partition() {
+        let seed: u64 = 0x2545_f491_4f6c_dd1d;
+        println!("seed = {seed:#x}");
+        let mut x = seed;
+        let lengths: Vec<usize> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 256) as usize + 2
+            })
+            .collect();
+        let limits = BatchLimits {
+            max_texts: 32,
+            max_tokens: 512,
+            min_batches: 2,
+        };
+        let batches = pack_batches(&lengths, limits);
+        let mut seen = vec![false; lengths.len()];
+        for b in &batches {
+            let tokens: usize = b.indices.iter().map(|&i| lengths[i]).sum();
+            assert!(
+                b.indices.len() == 1 || tokens <= 512,
+                "{b:?}: {tokens} tokens"
+            );
+            assert!(b.indices.len() <= 32);
+            for &i in &b.indices {
+                assert!(!std::mem::replace(&mut seen[i], true), "{i} twice");
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "some text in no batch");
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //!
 //! A sentence-transformers model directory (as published, see [`model_dir`]) is read once by
 //! [`Embedder::load`]: the WordPiece tokenizer from `tokenizer.json` with sentence-transformers'
-//! own truncation limit, and a tract plan for the transformer, either from `onnx/model.onnx`
-//! or built in Rust from `model.safetensors` + `config.json` ([`bert`]). Texts are embedded in
-//! batches of similar length ([`batching`]) by worker threads that share the one compiled plan,
-//! then mean-pooled over the attention mask and L2-normalised ([`pooling`]).
+//! own truncation limit, and the transformer: by default vecsync's own BERT encoder on
+//! tract-linalg's kernels, read from `model.safetensors` + `config.json` (`native`: texts
+//! packed end to end, no padding), or tract's optimised graph for a directory that only has
+//! `onnx/model.onnx` ([`bert`] builds the same graph from safetensors, [`Engine::Graph`]).
+//! Texts are cut into batches ([`batching`]) that worker threads, started with the model and
+//! kept for the life of the [`Embedder`], take from one queue (`pool`); the hidden states are
+//! mean-pooled over the real tokens and L2-normalised ([`pooling`]).
 //!
 //! # Error handling
 //! Every [`EmbedError`] is definite: a missing or malformed model file, or a failure inside
@@ -19,6 +22,8 @@ pub mod command;
 mod embedder;
 pub mod fingerprint;
 pub mod model_dir;
+mod native;
+mod pool;
 pub mod pooling;
 pub mod remote;
 mod runtime;
@@ -28,7 +33,7 @@ pub mod tokenize;
 use std::path::PathBuf;
 
 pub use command::{EmbedCommand, EmbedCommandError, EmbedInput, run_command};
-pub use embedder::{EmbedOptions, Embedder};
+pub use embedder::{EmbedOptions, Embedder, Engine, runtime_worker_threads};
 pub use model_dir::ModelDir;
 
 pub use args::{EmbedderArgs, EmbedderConfig, EmbedderSource};

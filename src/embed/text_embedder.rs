@@ -192,36 +192,31 @@ impl TextEmbedder {
         }
         match self {
             TextEmbedder::Remote(r) => r.embed_each(&texts).await,
-            TextEmbedder::Local(embedder) => {
-                let embedder = embedder.clone();
-                tokio::task::spawn_blocking(move || local_each(&embedder, &texts))
-                    .await
-                    .map_err(|e| {
-                        EmbedCallError::Definite(format!(
-                            "internal error in the embedder (a bug, please report it): {e}"
-                        ))
-                    })
-            }
+            TextEmbedder::Local(embedder) => Ok(local_each(embedder, texts).await),
         }
     }
 }
 
-/// All texts in one model call; when that fails, one by one, so a single bad text is isolated
-/// instead of failing the batch (every local error is definite for its input).
-fn local_each(embedder: &Embedder, texts: &[String]) -> Vec<TextOutcome> {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    match embedder.embed(&refs) {
+/// All texts in one model call on the embedder's own threads (no async thread blocks); when
+/// that fails, one by one, so a single bad text is isolated instead of failing the batch (every
+/// local error is definite for its input).
+async fn local_each(embedder: &Arc<Embedder>, texts: Vec<String>) -> Vec<TextOutcome> {
+    let count = texts.len();
+    match embedder.embed_owned(texts.clone()).await {
         Ok(vectors) => vectors.into_iter().map(Ok).collect(),
         Err(batch_error) => {
-            tracing::warn!(error = %batch_error, texts = refs.len(), "batch embedding failed; embedding one by one");
-            refs.iter()
-                .map(|t| {
+            tracing::warn!(error = %batch_error, texts = count, "batch embedding failed; embedding one by one");
+            let mut out = Vec::with_capacity(count);
+            for text in texts {
+                out.push(
                     embedder
-                        .embed(&[t])
+                        .embed_owned(vec![text])
+                        .await
                         .map_err(|e| e.to_string())
-                        .and_then(|mut v| v.pop().ok_or_else(|| "no vector returned".to_owned()))
-                })
-                .collect()
+                        .and_then(|mut v| v.pop().ok_or_else(|| "no vector returned".to_owned())),
+                );
+            }
+            out
         }
     }
 }

@@ -42,7 +42,11 @@ impl WeaviateSink {
         let kept = class
             .get("description")
             .and_then(Value::as_str)
-            .map(|d| d.split_once(MARKER).map_or(d, |(before, _)| before).trim_end())
+            .map(|d| {
+                d.split_once(MARKER)
+                    .map_or(d, |(before, _)| before)
+                    .trim_end()
+            })
             .unwrap_or_default()
             .to_owned();
         let description = if kept.is_empty() {

@@ -16,6 +16,7 @@ mod binlog_types;
 mod dedup;
 mod deploy;
 mod embed;
+mod embed_engines;
 mod fail_closed;
 mod harness;
 mod mariadb_harness;
