@@ -148,7 +148,9 @@ fn embed_bench(texts: &[String], dir: &Path) -> f64 {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("embed --bench JSON");
-    v["sentences_per_sec"].as_f64().expect("sentences_per_sec")
+    v["sentences_per_second"]
+        .as_f64()
+        .expect("embed --bench JSON has sentences_per_second")
 }
 
 /// Every product's stored vector, by sku.
