@@ -12,6 +12,7 @@
 //! replay harmless.
 
 pub mod backoff;
+pub mod budget;
 pub mod checkpoint;
 pub mod config;
 pub mod dedup;

@@ -33,6 +33,8 @@ pub const BATCH_SIZE: &str = "vecsync_batch_size";
 pub const BINLOG_LAG_SECONDS: &str = "vecsync_binlog_lag_seconds";
 pub const COMMIT_TO_VISIBLE_SECONDS: &str = "vecsync_commit_to_visible_seconds";
 pub const CHECKPOINT_SEQUENCE: &str = "vecsync_checkpoint_sequence";
+pub const SOURCE_CONNECTED: &str = "vecsync_source_connected";
+pub const SOURCE_RECONNECTS_TOTAL: &str = "vecsync_source_reconnects_total";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -132,6 +134,14 @@ fn describe() {
     describe_gauge!(
         CHECKPOINT_SEQUENCE,
         "Sequence number of the checkpoint GTID, per replication domain."
+    );
+    describe_gauge!(
+        SOURCE_CONNECTED,
+        "1 while the MariaDB source has a binlog stream (or a snapshot read) established, else 0."
+    );
+    describe_counter!(
+        SOURCE_RECONNECTS_TOTAL,
+        "Times the MariaDB source reconnected after a failure."
     );
     for counter in [
         EMBEDDINGS_COMPUTED_TOTAL,

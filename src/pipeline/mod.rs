@@ -204,6 +204,8 @@ fn source_config(config: &Config) -> SourceConfig {
     source.server_id = config.server_id;
     source.snapshot = config.snapshot;
     source.start_gtid = config.gtid.clone();
+    source.failover_urls = config.mariadb_failover_urls.clone();
+    source.max_buffer_bytes = config.max_buffer_bytes;
     source
 }
 

@@ -27,9 +27,11 @@ use super::deadletter::DeadLetters;
 use super::emit::EventWriter;
 use super::vectors::{Need, Vectors};
 use crate::backoff::{Attempts, Backoff};
+use crate::budget::BytePermit;
 use crate::checkpoint::Checkpoint;
 use crate::event::{ChangeEvent, Commit, Op, SourceMessage, now_ms};
 use crate::sink::{OpOutcome, SinkError, WeaviateSink, WriteOp};
+use crate::source::Item;
 use crate::telemetry::{
     BATCH_SIZE, BINLOG_LAG_SECONDS, COMMIT_TO_VISIBLE_SECONDS, DEAD_LETTERS_TOTAL, EVENTS_TOTAL,
     Health, REEMBEDS_SKIPPED_TOTAL,
@@ -66,14 +68,16 @@ impl Worker {
     /// finished (within `drain_timeout`) and checkpointed before returning.
     pub async fn run(
         &mut self,
-        rx: &mut mpsc::Receiver<SourceMessage>,
+        rx: &mut mpsc::Receiver<Item>,
         cancel: &CancellationToken,
         drain_timeout: Duration,
     ) -> Result<(), PipelineError> {
         loop {
-            let Some(batch) = self.collect(rx, cancel).await else {
+            let Some((batch, permits)) = self.collect(rx, cancel).await else {
                 return Ok(());
             };
+            // The batch's share of the memory budget is returned once it is confirmed.
+            let _permits = permits;
             let work = self.process(batch, rx.is_empty());
             tokio::pin!(work);
             let drain_deadline = async {
@@ -99,27 +103,30 @@ impl Worker {
     /// Wait for a first message, then take more until the batch is full or its wait is over.
     async fn collect(
         &self,
-        rx: &mut mpsc::Receiver<SourceMessage>,
+        rx: &mut mpsc::Receiver<Item>,
         cancel: &CancellationToken,
-    ) -> Option<Vec<SourceMessage>> {
+    ) -> Option<(Vec<SourceMessage>, BytePermit)> {
         let first = tokio::select! {
             biased;
             () = cancel.cancelled() => return None,
             m = rx.recv() => m?,
         };
+        let (first, mut permits) = first.into_parts();
         let mut events = usize::from(matches!(first, SourceMessage::Event(_)));
         let mut batch = vec![first];
         let deadline = Instant::now() + self.limits.max_wait;
         while events < self.limits.max_events {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(m)) => {
+                Ok(Some(item)) => {
+                    let (m, permit) = item.into_parts();
+                    permits.merge(permit);
                     events += usize::from(matches!(m, SourceMessage::Event(_)));
                     batch.push(m);
                 }
                 Ok(None) | Err(_) => break,
             }
         }
-        Some(batch)
+        Some((batch, permits))
     }
 
     /// Write one batch and move the checkpoint to its last commit.

@@ -10,7 +10,7 @@
 
 use std::io::IsTerminal;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mysql_async::prelude::Queryable;
 
 use crate::config::TableRef;
@@ -18,7 +18,7 @@ use crate::event::{ChangeEvent, Commit, Op, Row, Source, SourceMessage, now_ms};
 use crate::position::GtidPosition;
 
 use super::columns::{self, ColumnInfo};
-use super::connection::Endpoint;
+use super::connection::{Endpoint, timed};
 use super::emitter::{Emitter, Interrupt};
 use super::error::{SourceError, is_transient_mysql};
 use super::preflight::quote_ident;
@@ -37,7 +37,7 @@ pub(crate) async fn snapshot(
                     doing,
                     table: table.to_string(),
                     position: String::new(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 }
                 .into()
             } else {
@@ -45,27 +45,32 @@ pub(crate) async fn snapshot(
                     doing,
                     table: table.to_string(),
                     position: String::new(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 }
                 .into()
             }
         }
     };
     let mut conn = endpoint.connect().await?;
+    emitter.status().connected(&endpoint.url);
+    // Every query (and every row of the table's read) waits at most this long.
+    let limit = endpoint.read_timeout;
     for sql in [
         // TIMESTAMP columns in UTC, as the binlog stores them.
         "SET SESSION time_zone = '+00:00'",
         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
         "START TRANSACTION WITH CONSISTENT SNAPSHOT",
     ] {
-        conn.query_drop(sql)
+        timed(limit, conn.query_drop(sql))
             .await
             .map_err(fail("starting the snapshot"))?;
     }
-    let status: Vec<(String, String)> = conn
-        .query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
-        .await
-        .map_err(fail("reading the snapshot's binlog position"))?;
+    let status: Vec<(String, String)> = timed(
+        limit,
+        conn.query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'"),
+    )
+    .await
+    .map_err(fail("reading the snapshot's binlog position"))?;
     let find = |name: &str| {
         status
             .iter()
@@ -82,10 +87,12 @@ pub(crate) async fn snapshot(
         )
         .into());
     };
-    let gtid: Option<Option<String>> = conn
-        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), offset))
-        .await
-        .map_err(fail("reading the snapshot's GTID position"))?;
+    let gtid: Option<Option<String>> = timed(
+        limit,
+        conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), offset)),
+    )
+    .await
+    .map_err(fail("reading the snapshot's GTID position"))?;
     let position: GtidPosition = match gtid.flatten() {
         Some(text) => text.parse().map_err(|e| {
             Interrupt::Failed(SourceError::Unsupported(format!(
@@ -99,14 +106,16 @@ pub(crate) async fn snapshot(
             .into());
         }
     };
-    let server_id: u32 = conn
-        .query_first::<u32, _>("SELECT @@server_id")
+    let server_id: u32 = timed(limit, conn.query_first::<u32, _>("SELECT @@server_id"))
         .await
         .map_err(fail("reading server_id"))?
         .unwrap_or(0);
-    let columns = columns::load_schema(&mut conn, &table.db, &table.table)
-        .await
-        .map_err(fail("reading the table's columns"))?;
+    let columns = timed(
+        limit,
+        columns::load_schema(&mut conn, &table.db, &table.table),
+    )
+    .await
+    .map_err(fail("reading the table's columns"))?;
     if columns.is_empty() {
         return Err(SourceError::NoTable {
             table: table.to_string(),
@@ -114,12 +123,14 @@ pub(crate) async fn snapshot(
         }
         .into());
     }
-    let estimate: u64 = conn
-        .exec_first::<Option<u64>, _, _>(
+    let estimate: u64 = timed(
+        limit,
+        conn.exec_first::<Option<u64>, _, _>(
             "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (table.db.as_str(), table.table.as_str()),
-        )
-        .await
+        ),
+    )
+    .await
         .map_err(fail("estimating the table's size"))?
         .flatten()
         .unwrap_or(0);
@@ -151,18 +162,19 @@ pub(crate) async fn snapshot(
     );
     let mut count = 0u64;
     {
-        let mut result = conn
-            .exec_iter(select, ())
+        let mut result = timed(limit, conn.exec_iter(select, ()))
             .await
             .map_err(fail("reading the table"))?;
-        let mut rows = result
-            .stream::<mysql_async::Row>()
+        let mut rows = timed(limit, result.stream::<mysql_async::Row>())
             .await
             .map_err(fail("reading the table"))?;
         // One row of look-ahead, so the last row can say so.
         let mut held: Option<Row> = None;
         if let Some(stream) = rows.as_mut() {
-            while let Some(row) = stream.next().await {
+            while let Some(row) = timed(limit, stream.next().map(Ok))
+                .await
+                .map_err(fail("reading the table"))?
+            {
                 let row = row.map_err(fail("reading the table"))?;
                 let json = to_row(&columns, row).map_err(|e| {
                     Interrupt::Failed(SourceError::Unsupported(format!(
@@ -183,7 +195,7 @@ pub(crate) async fn snapshot(
             count += 1;
         }
     }
-    conn.query_drop("COMMIT")
+    timed(limit, conn.query_drop("COMMIT"))
         .await
         .map_err(fail("ending the snapshot"))?;
     let _ = conn.disconnect().await;

@@ -149,9 +149,8 @@ async fn reconciles_after(statement: &str, left: &[i64]) {
         config(&server, &db, "products", SnapshotMode::WhenNeeded),
         Some(start),
     );
-    server
-        .exec(&statement.replace("{db}", &db))
-        .await;
+    source.connected().await;
+    server.exec(&statement.replace("{db}", &db)).await;
     let (events, _) = source.transaction().await;
     assert!(
         events.iter().all(|e| e.op == vecsync::event::Op::Read),
@@ -199,9 +198,9 @@ async fn stops_after(statement: &str, needles: &[&str]) {
         config(&server, &db, "products", SnapshotMode::WhenNeeded),
         Some(start),
     );
-    server
-        .exec(&statement.replace("{db}", &db))
-        .await;
+    // Past the preflight (which would refuse a table that is already gone).
+    source.connected().await;
+    server.exec(&statement.replace("{db}", &db)).await;
     let err = source.error().await;
     assert!(!err.is_transient(), "definite: {err:?}");
     let msg = err.to_string();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use vecsync::config::SnapshotMode;
 use vecsync::position::GtidPosition;
+use vecsync::source::SourceError;
 
 use crate::harness::mariadb::MariaDb;
 use crate::harness::proxy::{ProxyOptions, Rewrite, SilentProxy, binlog_event};
@@ -66,6 +67,7 @@ async fn an_unknown_event_type_stops_with_its_type_position_and_server_version()
         .await;
     let err = source.error().await;
     assert!(!err.is_transient(), "definite: {err:?}");
+    assert!(matches!(err, SourceError::UnknownEvent { .. }), "{err:?}");
     let msg = err.to_string();
     for needle in ["200", "mysql-bin.000001", &start.to_string(), "10.11"] {
         assert!(msg.contains(needle), "{needle:?} missing from: {msg}");

@@ -137,6 +137,7 @@ async fn a_silent_metadata_query_is_abandoned_and_retried() {
     let proxy = SilentProxy::start(server.port()).await;
     let mut cfg = config(&server, &db, "products", SnapshotMode::Never);
     cfg.url = proxy.url("root");
+    cfg.read_timeout = std::time::Duration::from_secs(2);
     let mut source = Running::start(cfg, Some(start));
     server
         .exec(&format!("INSERT INTO {db}.products VALUES (1, 'a')"))

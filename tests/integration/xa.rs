@@ -66,7 +66,12 @@ async fn a_rolled_back_prepare_sends_nothing() {
         config(&server, &db, "products", SnapshotMode::Never),
         Some(start),
     );
-    prepare(&server, "x1", &format!("DELETE FROM {db}.products WHERE id = 1")).await;
+    prepare(
+        &server,
+        "x1",
+        &format!("DELETE FROM {db}.products WHERE id = 1"),
+    )
+    .await;
     server.exec("XA ROLLBACK 'x1'").await;
     server
         .exec(&format!("INSERT INTO {db}.products VALUES (2, 'marker')"))
@@ -88,7 +93,12 @@ async fn a_prepare_is_held_until_its_commit_across_a_restart() {
         Some(start),
     );
     let before_prepare: GtidPosition = server.gtid_binlog_pos().await.parse().expect("pos");
-    prepare(&server, "x2", &format!("INSERT INTO {db}.products VALUES (2, 'xa')")).await;
+    prepare(
+        &server,
+        "x2",
+        &format!("INSERT INTO {db}.products VALUES (2, 'xa')"),
+    )
+    .await;
     server
         .exec(&format!("INSERT INTO {db}.products VALUES (3, 'plain')"))
         .await;
@@ -131,7 +141,12 @@ async fn a_prepare_rolled_back_after_a_restart_sends_nothing() {
         config(&server, &db, "products", SnapshotMode::Never),
         Some(start.clone()),
     );
-    prepare(&server, "x3", &format!("DELETE FROM {db}.products WHERE id = 1")).await;
+    prepare(
+        &server,
+        "x3",
+        &format!("DELETE FROM {db}.products WHERE id = 1"),
+    )
+    .await;
     // The prepared group's commit comes without its rows, at a position before it.
     let (events, held) = next_commit(&mut first).await;
     assert!(events.is_empty(), "nothing sent at XA PREPARE: {events:?}");

@@ -93,10 +93,7 @@ impl SilentProxy {
 
     /// A URL for `user` through the proxy, over TCP only (no switch to the server's socket).
     pub fn url(&self, user: &str) -> String {
-        format!(
-            "mysql://{user}@127.0.0.1:{}?prefer_socket=false",
-            self.port
-        )
+        format!("mysql://{user}@127.0.0.1:{}?prefer_socket=false", self.port)
     }
 
     /// Connections accepted so far.

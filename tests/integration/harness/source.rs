@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use vecsync::config::{SnapshotMode, TableRef};
 use vecsync::event::{ChangeEvent, Commit, SourceMessage};
 use vecsync::position::GtidPosition;
-use vecsync::source::{BinlogSource, SourceConfig, SourceError};
+use vecsync::source::{BinlogSource, Item, SourceConfig, SourceError, SourceStatus};
 
 use super::DEFAULT_DEADLINE;
 use super::mariadb::MariaDb;
@@ -27,11 +27,13 @@ pub fn config(server: &MariaDb, db: &str, table: &str, snapshot: SnapshotMode) -
     cfg
 }
 
-/// A running source and the receiving end of its channel.
+/// A running source and the receiving end of its channel. Messages are handed to the test
+/// without their share of the memory budget (it returns to the budget on receipt).
 pub struct Running {
-    rx: mpsc::Receiver<SourceMessage>,
+    rx: mpsc::Receiver<Item>,
     cancel: CancellationToken,
     handle: Option<JoinHandle<Result<(), SourceError>>>,
+    status: SourceStatus,
 }
 
 impl Running {
@@ -39,6 +41,7 @@ impl Running {
     pub fn start(cfg: SourceConfig, checkpoint: Option<GtidPosition>) -> Self {
         init_tracing();
         let source = BinlogSource::new(cfg).expect("valid source config");
+        let status = source.status();
         let (tx, rx) = mpsc::channel(16);
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(source.run(checkpoint, tx, cancel.clone()));
@@ -46,7 +49,26 @@ impl Running {
             rx,
             cancel,
             handle: Some(handle),
+            status,
         }
+    }
+
+    /// The source's health handle.
+    pub fn status(&self) -> &SourceStatus {
+        &self.status
+    }
+
+    /// Wait until the source has a binlog stream (or snapshot read) established.
+    pub async fn connected(&self) {
+        super::wait_until("the source to connect", DEFAULT_DEADLINE, || {
+            let up = self.status.health().connected;
+            async move { up.then_some(()) }
+        })
+        .await;
+    }
+
+    async fn recv(&mut self) -> Option<SourceMessage> {
+        self.rx.recv().await.map(|item| item.message)
     }
 
     /// The next message, failing the test after the default deadline.
@@ -54,7 +76,7 @@ impl Running {
     pub fn next(&mut self) -> impl std::future::Future<Output = SourceMessage> + '_ {
         let caller = std::panic::Location::caller();
         async move {
-            match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+            match tokio::time::timeout(DEFAULT_DEADLINE, self.recv()).await {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     let result = match self.handle.take() {
@@ -93,7 +115,7 @@ impl Running {
         async move {
             let mut events = Vec::new();
             loop {
-                match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+                match tokio::time::timeout(DEFAULT_DEADLINE, self.recv()).await {
                     Ok(Some(SourceMessage::Event(e))) => events.push(e),
                     Ok(Some(SourceMessage::Commit(c))) if events.is_empty() => {
                         let _ = c;
@@ -119,7 +141,7 @@ impl Running {
         let position = position.clone();
         async move {
             loop {
-                match tokio::time::timeout(DEFAULT_DEADLINE, self.rx.recv()).await {
+                match tokio::time::timeout(DEFAULT_DEADLINE, self.recv()).await {
                     Ok(Some(SourceMessage::Commit(c))) if c.position.covers(&position) => return c,
                     Ok(Some(SourceMessage::Commit(_))) => {}
                     Ok(Some(SourceMessage::Event(e))) => {
@@ -169,7 +191,7 @@ impl Running {
         let handle = self.handle.take().expect("running");
         // Keep draining so a full channel cannot hold the source up.
         let drain = async {
-            while self.rx.recv().await.is_some() {}
+            while self.recv().await.is_some() {}
             std::future::pending::<()>().await;
         };
         let result = tokio::select! {
