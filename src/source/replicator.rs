@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::budget::{Budget, DEFAULT_MAX_BUFFER_MB};
-use crate::config::{Secret, SnapshotMode, TableRef};
+use crate::config::{Secret, SnapshotMode, TableRef, redact_url};
 use crate::event::{Commit, SourceMessage, now_ms};
 use crate::position::GtidPosition;
 
@@ -52,8 +52,8 @@ use super::status::SourceStatus;
 /// The replica server id vecsync uses by default (Debezium's in the seed).
 pub const DEFAULT_SERVER_ID: u32 = 184_054;
 
-/// Everything the source needs.
-#[derive(Debug, Clone)]
+/// Everything the source needs. Its `Debug` prints URLs without passwords.
+#[derive(Clone)]
 pub struct SourceConfig {
     /// `mysql://user@host:port`; a password in it works but `password` is preferred. Several
     /// hosts may be listed (`mysql://user@db1:3306,db2:3306`): they are tried in order.
@@ -81,6 +81,26 @@ pub struct SourceConfig {
     /// Reconnect attempts after transient errors before giving up (`None`: forever). The count
     /// restarts whenever the stream makes progress.
     pub max_reconnects: Option<u32>,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted: Vec<String> = self.failover_urls.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("SourceConfig")
+            .field("url", &redact_url(&self.url))
+            .field("failover_urls", &redacted)
+            .field("password", &self.password)
+            .field("ssl_ca", &self.ssl_ca)
+            .field("table", &self.table)
+            .field("server_id", &self.server_id)
+            .field("heartbeat", &self.heartbeat)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_buffer_bytes", &self.max_buffer_bytes)
+            .field("snapshot", &self.snapshot)
+            .field("start_gtid", &self.start_gtid)
+            .field("max_reconnects", &self.max_reconnects)
+            .finish()
+    }
 }
 
 impl SourceConfig {
@@ -567,6 +587,26 @@ impl BinlogSource {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let table = TableRef {
+            db: "c".into(),
+            table: "p".into(),
+        };
+        let mut cfg = SourceConfig::new("mysql://u:hunter2@db1,db2", table);
+        cfg.failover_urls = vec!["mysql://u:hunter3@db3".into()];
+        cfg.password = Some(Secret::new("hunter4"));
+        let source = BinlogSource::new(cfg).expect("source");
+        let printed = format!("{source:?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(printed.contains("db3"), "{printed}");
     }
 }
 

@@ -23,5 +23,6 @@ mod pipeline;
 mod preflight;
 mod sink;
 mod snapshot;
+mod source_health;
 mod weaviate_test_server;
 mod xa;
