@@ -16,6 +16,7 @@ mod binlog_tls;
 mod binlog_types;
 mod dedup;
 mod embed;
+mod failover;
 mod harness;
 mod large_events;
 mod mariadb_harness;

@@ -56,5 +56,6 @@ pub fn unique_name(prefix: &str) -> String {
 pub mod mariadb;
 pub mod memcached;
 pub mod proxy;
+pub mod replication;
 pub mod source;
 pub mod stack;
