@@ -590,6 +590,14 @@ impl BinlogSource {
     }
 }
 
+/// MariaDB reconnects: 250 ms doubling to at most 30 s.
+const RECONNECT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+
+fn backoff(attempt: u32) -> Duration {
+    RECONNECT_BACKOFF.delay(attempt, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,12 +616,4 @@ mod tests {
         assert!(!printed.contains("hunter"), "{printed}");
         assert!(printed.contains("db3"), "{printed}");
     }
-}
-
-/// MariaDB reconnects: 250 ms doubling to at most 30 s.
-const RECONNECT_BACKOFF: Backoff =
-    Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-
-fn backoff(attempt: u32) -> Duration {
-    RECONNECT_BACKOFF.delay(attempt, None)
 }
