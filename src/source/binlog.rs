@@ -38,7 +38,9 @@
 //! dead and replaced (until its first heartbeat or transaction the server may still be scanning
 //! its binlog for the start position, so a longer silence is allowed). Every query has a read
 //! timeout. Progress, for the replicator's "failing at the same place" guard, is a complete event
-//! group or a heartbeat, never the artificial events each connection starts with.
+//! group or a heartbeat, never the artificial events each connection starts with. The other way
+//! round, the server waits for vecsync as long as back-pressure lasts (the session's
+//! `net_write_timeout` is raised to its maximum).
 //!
 //! # Resumption
 //! [`StreamState::position`] is always the position after the last complete group; reconnecting
@@ -131,6 +133,11 @@ pub(crate) async fn stream(
             ctx.heartbeat.as_nanos().max(1_000_000)
         ),
         "SET @master_binlog_checksum = @@global.binlog_checksum".to_owned(),
+        // vecsync stops reading on purpose while the pipeline is busy (back-pressure): the dump
+        // thread must wait for it rather than drop the stream after net_write_timeout (60 s by
+        // default). A dead vecsync still closes the connection; a dead network still times out
+        // in TCP.
+        "SET SESSION net_write_timeout = 31536000".to_owned(),
     ];
     let limit = ctx.endpoint.read_timeout;
     for sql in setup {
@@ -736,9 +743,11 @@ impl<'c, 's> Decoder<'c, 's> {
                     return Ok(());
                 };
                 if matches!(group.xa, XaRole::Prepare(_)) {
+                    // Prepared transactions may hold at most half the budget, so the stream
+                    // always has room to go on (and to reach their commits).
                     let held = emitter.prepared_bytes() + group.bytes + bytes;
                     let total = emitter.budget().total();
-                    if held > total {
+                    if held > total / 2 {
                         return Err(SourceError::XaTooLarge {
                             table: self.ctx.table.to_string(),
                             at: self.at(header),

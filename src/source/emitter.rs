@@ -126,6 +126,8 @@ impl Emitter {
         self.budget.try_acquire(bytes.min(self.reservable()))
     }
 
+    /// Prepared XA transactions hold at most half the budget (the stream checks), so this is
+    /// at least half of it.
     fn reservable(&self) -> usize {
         self.budget
             .total()

@@ -220,8 +220,9 @@ pub enum SourceError {
 
     #[error(
         "prepared XA transactions on {table} hold {held_mb} MiB of changes while they wait for \
-         XA COMMIT or XA ROLLBACK (at {at}), more than --max-buffer-mb {budget_mb} allows; \
-         raise --max-buffer-mb, or resolve the prepared transactions (XA RECOVER lists them)"
+         XA COMMIT or XA ROLLBACK (at {at}), more than half of --max-buffer-mb {budget_mb} (the \
+         most they may hold); raise --max-buffer-mb, or resolve the prepared transactions (XA \
+         RECOVER lists them)"
     )]
     XaTooLarge {
         table: String,

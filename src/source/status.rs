@@ -22,7 +22,8 @@ pub struct SourceStatus {
 pub struct SourceHealth {
     /// A binlog stream (or a snapshot read) is established.
     pub connected: bool,
-    /// Since when `connected` has its value, milliseconds since the epoch (0: never changed).
+    /// Since when `connected` has its value (or the source was created), milliseconds since the
+    /// epoch.
     pub since_ms: i64,
     /// The server in use (URL without password), once one was reached.
     pub server: Option<String>,
@@ -42,10 +43,13 @@ pub struct SourceHealth {
 }
 
 impl SourceStatus {
+    /// A status that says "not connected yet", since now.
     pub fn new() -> Self {
         metrics::gauge!(SOURCE_CONNECTED).set(0.0);
         metrics::counter!(SOURCE_RECONNECTS_TOTAL).increment(0);
-        Self::default()
+        let status = Self::default();
+        status.lock().since_ms = now_ms();
+        status
     }
 
     /// The state now.
@@ -83,7 +87,7 @@ impl SourceStatus {
 
     pub(crate) fn disconnected(&self, error: &str) {
         let mut h = self.lock();
-        if h.connected || h.since_ms == 0 {
+        if h.connected {
             h.connected = false;
             h.since_ms = now_ms();
         }

@@ -198,3 +198,50 @@ async fn a_transaction_larger_than_the_budget_passes_in_parts() {
     cancel.cancel();
     task.await.expect("task").expect("clean stop");
 }
+
+#[tokio::test]
+async fn a_pipeline_slower_than_the_servers_write_timeout_keeps_its_stream() {
+    // The dump thread gives up on a replica that does not read for net_write_timeout seconds;
+    // vecsync stops reading on purpose while the pipeline is busy (back-pressure).
+    let server = MariaDb::start_with(&["net_write_timeout=2"]).await;
+    let (db, start) = with_tables(&server).await;
+    let mut cfg = config(&server, &db, "products", SnapshotMode::Never);
+    cfg.max_buffer_bytes = 2 * MB;
+    let source = BinlogSource::new(cfg).expect("source");
+    let status = source.status();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(10_000);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(source.run(Some(start), tx, cancel.clone()));
+    // 10 MB in one transaction: far more than the budget, and than the socket buffers hold.
+    server
+        .exec(&format!(
+            "INSERT INTO {db}.products SELECT seq, CONCAT('sku-', seq), REPEAT('d', 100000)
+             FROM {db}.seq_1_to_100"
+        ))
+        .await;
+    let mut held = Vec::new();
+    let mut seen = 0;
+    while seen < 100 {
+        let item = tokio::time::timeout(crate::harness::DEFAULT_DEADLINE, rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("the source runs");
+        if matches!(item.message, SourceMessage::Event(_)) {
+            seen += 1;
+        }
+        held.push(item);
+        if seen == 10 {
+            // A slow batch: the budget stays used up for longer than net_write_timeout. (The
+            // sleep is the fault being injected, not a way to wait for something.)
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        }
+        held.clear();
+    }
+    assert_eq!(
+        status.health().reconnects,
+        0,
+        "the stream survived the wait"
+    );
+    cancel.cancel();
+    task.await.expect("task").expect("clean stop");
+}
