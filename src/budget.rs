@@ -145,6 +145,12 @@ impl<T> Budgeted<T> {
     }
 }
 
+impl From<SourceMessage> for Budgeted<SourceMessage> {
+    fn from(message: SourceMessage) -> Self {
+        Budgeted::unmetered(message)
+    }
+}
+
 /// Bookkeeping of one JSON value besides its contents (the enum itself).
 const VALUE_OVERHEAD: usize = std::mem::size_of::<serde_json::Value>();
 /// Bookkeeping of one map entry (index map slot, hash table slot, key string header).

@@ -1,14 +1,18 @@
-//! The checkpoint: the GTID position of the last transaction whose every event Weaviate confirmed.
+//! The checkpoint: the GTID position of the last transaction whose every event Weaviate confirmed,
+//! the progress of a snapshot in progress, and which embedding built the index.
 //!
 //! # Format
-//! A small, human-readable JSON file:
+//! A small, human-readable JSON file (version 2; version 1 files, which only had `gtid`, are
+//! read without loss and rewritten as version 2 on the next store):
 //!
 //! ```json
 //! {
-//!   "version": 1,
+//!   "version": 2,
 //!   "gtid": "0-223344-17",
 //!   "table": "catalog.products",
-//!   "updated_at_ms": 1732460000000
+//!   "updated_at_ms": 1732460000000,
+//!   "snapshot": {"id": "...", "started_ms": 1732460000000, "after_key": [1024], "next_seq": 1,
+//!                "rows_done": 1024, "sweep": null}
 //! }
 //! ```
 //!
@@ -17,9 +21,11 @@
 //! directory is fsynced: a crash leaves either the old or the new checkpoint, never a torn one.
 //!
 //! # Resumption
-//! The checkpoint never moves backwards: [`Checkpoint::store`] refuses a position that does not
+//! The position never moves backwards: [`Checkpoint::store`] refuses a position that does not
 //! cover the stored one, domain by domain. Resuming from it replays at most the transactions after
-//! it, which is harmless because Weaviate object ids are deterministic.
+//! it, which is harmless because Weaviate object ids are deterministic. A snapshot in progress
+//! resumes after its last confirmed key: chunks after it are read again at positions at or after
+//! the stored one, so the two together lose nothing.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -30,8 +36,10 @@ use serde::{Deserialize, Serialize};
 use crate::event::now_ms;
 use crate::position::GtidPosition;
 
-/// The only checkpoint format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The checkpoint format version this build writes.
+pub const VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_READABLE: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -50,7 +58,7 @@ pub enum CheckpointError {
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "checkpoint {path} has format version {found}, this build reads version {VERSION}; use a matching vecsync"
+        "checkpoint {path} has format version {found}, this build reads versions {OLDEST_READABLE} to {VERSION}; use a matching vecsync"
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
     #[error(
@@ -68,6 +76,33 @@ pub enum CheckpointError {
     },
 }
 
+/// A snapshot in progress, as the checkpoint records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotProgress {
+    pub id: String,
+    pub started_ms: i64,
+    /// Key of the last row of the last confirmed chunk; None: no chunk confirmed yet.
+    pub after_key: Option<Vec<serde_json::Value>>,
+    /// Chunks confirmed so far (the next chunk's seq).
+    pub next_seq: u64,
+    pub rows_done: u64,
+    /// Set once every chunk is confirmed: the stale-object sweep runs (driven by the pipeline).
+    pub sweep: Option<SweepProgress>,
+}
+
+/// How far the sweep of stale objects got: the last object id whose absence check is confirmed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepProgress {
+    pub after_id: Option<String>,
+}
+
+/// Which embedding built the index (recorded so that a change of model or text is noticed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingRecord {
+    pub fingerprint: String,
+    pub class: String,
+}
+
 /// What the file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointData {
@@ -75,6 +110,10 @@ pub struct CheckpointData {
     pub gtid: GtidPosition,
     pub table: String,
     pub updated_at_ms: i64,
+    #[serde(default)]
+    pub snapshot: Option<SnapshotProgress>,
+    #[serde(default)]
+    pub embedding: Option<EmbeddingRecord>,
 }
 
 /// A checkpoint file for one table.
@@ -83,14 +122,16 @@ pub struct Checkpoint {
     path: PathBuf,
     table: String,
     current: Option<GtidPosition>,
+    snapshot: Option<SnapshotProgress>,
+    embedding: Option<EmbeddingRecord>,
 }
 
 impl Checkpoint {
     /// Open the checkpoint at `path` for `table` (`db.table`), reading it when it exists.
     pub fn open(path: impl Into<PathBuf>, table: &str) -> Result<Self, CheckpointError> {
         let path = path.into();
-        let current = match read(&path)? {
-            None => None,
+        let (current, snapshot, embedding) = match read(&path)? {
+            None => (None, None, None),
             Some(data) if data.table != table => {
                 return Err(CheckpointError::OtherTable {
                     path,
@@ -98,12 +139,14 @@ impl Checkpoint {
                     expected: table.to_owned(),
                 });
             }
-            Some(data) => Some(data.gtid),
+            Some(data) => (Some(data.gtid), data.snapshot, data.embedding),
         };
         Ok(Self {
             path,
             table: table.to_owned(),
             current,
+            snapshot,
+            embedding,
         })
     }
 
@@ -116,11 +159,25 @@ impl Checkpoint {
         self.current.as_ref()
     }
 
-    /// Durably store `position`. Storing the current position again is a no-op; a position that
-    /// does not cover the stored one is refused.
-    pub fn store(&mut self, position: &GtidPosition) -> Result<(), CheckpointError> {
+    /// The snapshot in progress, if any.
+    pub fn snapshot(&self) -> Option<&SnapshotProgress> {
+        self.snapshot.as_ref()
+    }
+
+    /// Which embedding built the index, when recorded.
+    pub fn embedding(&self) -> Option<&EmbeddingRecord> {
+        self.embedding.as_ref()
+    }
+
+    /// Durably store `position` and the snapshot's progress. Storing what is stored already is a
+    /// no-op; a position that does not cover the stored one is refused.
+    pub fn store(
+        &mut self,
+        position: &GtidPosition,
+        snapshot: Option<&SnapshotProgress>,
+    ) -> Result<(), CheckpointError> {
         if let Some(stored) = &self.current {
-            if stored == position {
+            if stored == position && self.snapshot.as_ref() == snapshot {
                 return Ok(());
             }
             if !position.covers(stored) {
@@ -130,25 +187,48 @@ impl Checkpoint {
                 });
             }
         }
-        self.write(position)?;
-        self.current = Some(position.clone());
-        Ok(())
+        self.reset(position, snapshot)
     }
 
     /// Replace the stored position unconditionally: for an explicit `--gtid` start or a new
     /// snapshot, which are deliberate jumps, not progress.
-    pub fn reset(&mut self, position: &GtidPosition) -> Result<(), CheckpointError> {
-        self.write(position)?;
+    pub fn reset(
+        &mut self,
+        position: &GtidPosition,
+        snapshot: Option<&SnapshotProgress>,
+    ) -> Result<(), CheckpointError> {
+        self.write(position, snapshot, self.embedding.as_ref())?;
         self.current = Some(position.clone());
+        self.snapshot = snapshot.cloned();
         Ok(())
     }
 
-    fn write(&self, position: &GtidPosition) -> Result<(), CheckpointError> {
+    /// Record which embedding builds the index (written with the next store, or now when a
+    /// position is stored already).
+    pub fn set_embedding(&mut self, record: EmbeddingRecord) -> Result<(), CheckpointError> {
+        if self.embedding.as_ref() == Some(&record) {
+            return Ok(());
+        }
+        if let Some(position) = self.current.clone() {
+            self.write(&position, self.snapshot.clone().as_ref(), Some(&record))?;
+        }
+        self.embedding = Some(record);
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        position: &GtidPosition,
+        snapshot: Option<&SnapshotProgress>,
+        embedding: Option<&EmbeddingRecord>,
+    ) -> Result<(), CheckpointError> {
         let data = CheckpointData {
             version: VERSION,
             gtid: position.clone(),
             table: self.table.clone(),
             updated_at_ms: now_ms(),
+            snapshot: snapshot.cloned(),
+            embedding: embedding.cloned(),
         };
         let mut text =
             serde_json::to_string_pretty(&data).map_err(|e| CheckpointError::Corrupt {
@@ -182,7 +262,7 @@ pub fn read(path: &Path) -> Result<Option<CheckpointData>, CheckpointError> {
         })?;
     let version = value.get("version").and_then(serde_json::Value::as_u64);
     match version {
-        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) if (u64::from(OLDEST_READABLE)..=u64::from(VERSION)).contains(&v) => {}
         Some(v) => {
             return Err(CheckpointError::UnsupportedVersion {
                 path: path.to_owned(),
@@ -248,14 +328,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cp");
         let mut cp = Checkpoint::open(&path, "catalog.products").expect("open");
-        cp.store(&pos("0-1-5")).expect("store");
-        cp.store(&pos("0-1-9,1-2-3")).expect("store");
+        cp.store(&pos("0-1-5"), None).expect("store");
+        cp.store(&pos("0-1-9,1-2-3"), None).expect("store");
         let reopened = Checkpoint::open(&path, "catalog.products").expect("reopen");
         assert_eq!(reopened.position(), Some(&pos("0-1-9,1-2-3")));
         // Human-readable, versioned, and no temp file left behind.
         let text = fs::read_to_string(&path).expect("read");
         assert!(
-            text.contains("\"version\": 1") && text.contains("\"gtid\": \"0-1-9,1-2-3\""),
+            text.contains("\"version\": 2") && text.contains("\"gtid\": \"0-1-9,1-2-3\""),
             "{text}"
         );
         let names: Vec<_> = fs::read_dir(dir.path())
@@ -270,9 +350,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cp");
         let mut cp = Checkpoint::open(&path, "catalog.products").expect("open");
-        cp.store(&pos("0-1-9,1-2-3")).expect("store");
+        cp.store(&pos("0-1-9,1-2-3"), None).expect("store");
         for back in ["0-1-8,1-2-3", "0-1-9", "1-2-4", ""] {
-            let err = cp.store(&pos(back)).expect_err(back);
+            let err = cp.store(&pos(back), None).expect_err(back);
             assert!(matches!(err, CheckpointError::Backwards { .. }), "{err}");
         }
         assert_eq!(
@@ -280,7 +360,7 @@ mod tests {
             Some(pos("0-1-9,1-2-3"))
         );
         // An explicit reset may jump anywhere.
-        cp.reset(&pos("0-1-2")).expect("reset");
+        cp.reset(&pos("0-1-2"), None).expect("reset");
         assert_eq!(cp.position(), Some(&pos("0-1-2")));
     }
 
@@ -290,7 +370,7 @@ mod tests {
         let path = dir.path().join("cp");
         Checkpoint::open(&path, "catalog.products")
             .expect("open")
-            .store(&pos("0-1-1"))
+            .store(&pos("0-1-1"), None)
             .expect("store");
         let err = Checkpoint::open(&path, "shop.items").expect_err("other table");
         assert!(
@@ -298,15 +378,63 @@ mod tests {
             "{err}"
         );
 
-        fs::write(&path, "{\"version\": 2, \"gtid\": \"0-1-1\"}").expect("write");
+        fs::write(&path, "{\"version\": 3, \"gtid\": \"0-1-1\"}").expect("write");
         let err = Checkpoint::open(&path, "catalog.products").expect_err("version");
         assert!(
-            matches!(err, CheckpointError::UnsupportedVersion { found: 2, .. }),
+            matches!(err, CheckpointError::UnsupportedVersion { found: 3, .. }),
             "{err}"
         );
 
         fs::write(&path, "{\"version\": 1, \"gtid\": \"zero\"").expect("write");
         let err = Checkpoint::open(&path, "catalog.products").expect_err("corrupt");
         assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn version_1_files_are_read_without_loss_and_rewritten_as_version_2() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cp");
+        fs::write(
+            &path,
+            r#"{"version": 1, "gtid": "0-1-7", "table": "catalog.products", "updated_at_ms": 5}"#,
+        )
+        .expect("write");
+        let mut cp = Checkpoint::open(&path, "catalog.products").expect("open a v1 file");
+        assert_eq!(cp.position(), Some(&pos("0-1-7")));
+        assert_eq!(cp.snapshot(), None);
+        cp.store(&pos("0-1-8"), None).expect("store");
+        let data = read(&path).expect("read").expect("data");
+        assert_eq!((data.version, data.gtid), (2, pos("0-1-8")));
+    }
+
+    #[test]
+    fn snapshot_progress_and_embedding_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cp");
+        let progress = SnapshotProgress {
+            id: "s1".into(),
+            started_ms: 1,
+            after_key: Some(vec![serde_json::json!(1024), serde_json::json!("b")]),
+            next_seq: 1,
+            rows_done: 1024,
+            sweep: None,
+        };
+        let mut cp = Checkpoint::open(&path, "catalog.products").expect("open");
+        cp.set_embedding(EmbeddingRecord {
+            fingerprint: "abcd1234".into(),
+            class: "Product".into(),
+        })
+        .expect("embedding");
+        cp.store(&pos("0-1-5"), Some(&progress)).expect("store");
+        // Same position, more progress: still written.
+        let mut more = progress.clone();
+        more.sweep = Some(SweepProgress { after_id: None });
+        cp.store(&pos("0-1-5"), Some(&more)).expect("store");
+        let reopened = Checkpoint::open(&path, "catalog.products").expect("reopen");
+        assert_eq!(reopened.snapshot(), Some(&more));
+        assert_eq!(
+            reopened.embedding().map(|e| e.fingerprint.as_str()),
+            Some("abcd1234")
+        );
     }
 }

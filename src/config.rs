@@ -86,6 +86,14 @@ pub struct RunArgs {
     /// Weaviate API key, sent as Authorization: Bearer.
     #[arg(long, env = "WEAVIATE_API_KEY", hide_env_values = true)]
     pub weaviate_api_key: Option<String>,
+    /// File whose first line is the Weaviate API key (a Kubernetes secret, a systemd credential);
+    /// an empty file means no key.
+    #[arg(
+        long,
+        env = "WEAVIATE_API_KEY_FILE",
+        conflicts_with = "weaviate_api_key"
+    )]
+    pub weaviate_api_key_file: Option<PathBuf>,
     /// Weaviate class the products are written to.
     #[arg(long, env = "VECSYNC_CLASS", default_value = "Product")]
     pub class: String,
@@ -132,7 +140,8 @@ pub struct RunArgs {
     /// Most change events per batch (one model call and one Weaviate batch each).
     #[arg(long, env = "VECSYNC_BATCH_SIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
-    /// How long a batch waits for more events after its first one, in milliseconds.
+    /// While events keep coming, the longest a batch waits after its first one for more, in
+    /// milliseconds (lets a storm coalesce).
     #[arg(long, env = "VECSYNC_BATCH_WAIT_MS", default_value_t = 10)]
     pub batch_wait_ms: u64,
     /// Memory for changes read from the binlog but not yet confirmed by Weaviate, in MiB: the
@@ -140,6 +149,10 @@ pub struct RunArgs {
     /// than this is passed on in parts.
     #[arg(long, env = "VECSYNC_MAX_BUFFER_MB", default_value_t = crate::budget::DEFAULT_MAX_BUFFER_MB, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=1_048_576))]
     pub max_buffer_mb: usize,
+    /// A batch goes on as soon as no event arrived for this long, in milliseconds: at a low write
+    /// rate a commit waits only this, not the whole --batch-wait-ms.
+    #[arg(long, env = "VECSYNC_BATCH_IDLE_MS", default_value_t = 1)]
+    pub batch_idle_ms: u64,
     /// On SIGTERM/SIGINT, how long to finish the in-flight batch before exiting anyway, in seconds.
     #[arg(long, env = "VECSYNC_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     pub shutdown_timeout_secs: u64,
@@ -149,11 +162,15 @@ pub struct RunArgs {
 pub enum ConfigError {
     #[error("--table must be db.table, got {0:?}")]
     Table(String),
-    // The I/O error is part of the message, not a source: each cause printed once.
-    #[error("cannot read the MariaDB password file {path}: {cause}")]
+    #[error("cannot read the MariaDB password file {path}")]
     PasswordFile {
         path: PathBuf,
-        cause: std::io::Error,
+        source: std::io::Error,
+    },
+    #[error("cannot read the Weaviate API key file {path}")]
+    ApiKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("--mariadb-url {url} is not a mysql:// URL: {reason}")]
     MariadbUrl { url: String, reason: String },
@@ -222,6 +239,7 @@ pub struct Config {
     pub batch_wait: Duration,
     /// `--max-buffer-mb`, in bytes.
     pub max_buffer_bytes: usize,
+    pub batch_idle: Duration,
     pub shutdown_timeout: Duration,
 }
 
@@ -252,13 +270,21 @@ impl RunArgs {
         let mariadb_failover_urls: Vec<String> = urls.collect();
         let mariadb_password = match (self.mariadb_password, self.mariadb_password_file) {
             (Some(p), _) => Some(Secret::new(p)),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|cause| ConfigError::PasswordFile { path, cause })?;
-                Some(Secret::new(text.lines().next().unwrap_or_default()))
-            }
+            (None, Some(path)) => Some(
+                read_secret_file(&path)
+                    .map_err(|source| ConfigError::PasswordFile { path, source })?,
+            ),
             (None, None) => url_password,
         };
+        let weaviate_api_key = match (self.weaviate_api_key, self.weaviate_api_key_file) {
+            (Some(key), _) => Some(Secret::new(key)),
+            (None, Some(path)) => Some(
+                read_secret_file(&path)
+                    .map_err(|source| ConfigError::ApiKeyFile { path, source })?,
+            ),
+            (None, None) => None,
+        }
+        .filter(|k| !k.expose().is_empty());
         if !(self.weaviate_url.starts_with("http://") || self.weaviate_url.starts_with("https://"))
         {
             return Err(ConfigError::WeaviateUrl(self.weaviate_url));
@@ -287,10 +313,7 @@ impl RunArgs {
             table,
             server_id: self.server_id,
             weaviate_url: self.weaviate_url.trim_end_matches('/').to_owned(),
-            weaviate_api_key: self
-                .weaviate_api_key
-                .filter(|k| !k.is_empty())
-                .map(Secret::new),
+            weaviate_api_key,
             class: self.class,
             consistency_level: self.consistency_level,
             memcached,
@@ -305,9 +328,17 @@ impl RunArgs {
             batch_size: self.batch_size as usize,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             max_buffer_bytes: self.max_buffer_mb << 20,
+            batch_idle: Duration::from_millis(self.batch_idle_ms.min(self.batch_wait_ms)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })
     }
+}
+
+/// The first line of a secret file (a Docker or Kubernetes secret, a systemd credential): the
+/// trailing newline editors and `echo` add is not part of the secret.
+pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<Secret> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(Secret::new(text.lines().next().unwrap_or_default()))
 }
 
 /// Split `mysql://user:pass@host` into the URL without the password and the password.
@@ -470,6 +501,55 @@ mod tests {
             cfg.mariadb_password.as_ref().map(Secret::expose),
             Some("in@url")
         );
+    }
+
+    #[test]
+    fn api_key_from_a_file_and_an_empty_file_means_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("key");
+        std::fs::write(&file, "k3y-from-file\n").expect("write");
+        let f = file.to_str().expect("utf8 path");
+        let cfg = parse(&["--weaviate-api-key-file", f]);
+        assert_eq!(
+            cfg.weaviate_api_key.as_ref().map(Secret::expose),
+            Some("k3y-from-file")
+        );
+        std::fs::write(&file, "").expect("write");
+        assert!(
+            parse(&["--weaviate-api-key-file", f])
+                .weaviate_api_key
+                .is_none()
+        );
+        let missing = dir.path().join("missing");
+        let err = Cli::try_parse_from([
+            "vecsync",
+            "--weaviate-api-key-file",
+            missing.to_str().expect("utf8 path"),
+        ])
+        .expect("parse")
+        .run
+        .into_config()
+        .expect_err("a missing key file is an error, not anonymous access");
+        assert!(err.to_string().contains("Weaviate API key file"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_names_its_cause_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().expect("utf8 path");
+        for flag in ["--mariadb-password-file", "--weaviate-api-key-file"] {
+            let err = Cli::try_parse_from(["vecsync", flag, missing])
+                .expect("parse")
+                .run
+                .into_config()
+                .expect_err("a missing file is an error");
+            // main prints the chain with {:#}: the io error is the source, so the message
+            // itself must not repeat it.
+            let chain = format!("{:#}", anyhow::Error::from(err));
+            assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
+            assert!(chain.contains(missing), "{chain}");
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! for a cool-down before it reconnects. Calls are short (sub-second socket timeouts) and
 //! blocking, so the pipeline runs them on tokio's blocking pool, never on the async threads.
 //!
-//! The `memcache` crate speaks the ASCII protocol here (`?protocol=ascii`): memcached deprecated
-//! the binary one.
+//! vecsync speaks memcached's ASCII protocol itself (`dedup/client.rs`; the binary protocol is
+//! deprecated): a batch's lookups are one round trip, and so are its stores.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -47,20 +47,22 @@ impl CacheConfig {
     }
 }
 
+mod client;
+
+use client::{Client, ClientError};
+
 /// Why a cache call failed (only ever logged and counted).
 #[derive(Debug, thiserror::Error)]
-enum CacheError {
-    #[error("memcached at {server}: {source}")]
-    Memcache {
-        server: String,
-        source: memcache::MemcacheError,
-    },
+#[error("memcached at {server}: {source}")]
+struct CacheError {
+    server: String,
+    source: ClientError,
 }
 
 enum State {
     Disabled,
     Idle,
-    Connected(memcache::Client),
+    Connected(Client),
     Down { until: Instant },
 }
 
@@ -128,101 +130,97 @@ impl EmbeddingCache {
         self.config.server.is_some()
     }
 
-    /// Look up many keys at once; returns the vectors found with exactly `dimension` floats.
-    /// Blocking. Failures count as misses.
+    /// Look up many keys at once (one round trip); returns the vectors found with exactly
+    /// `dimension` floats. Blocking. Failures count as misses.
     pub fn get_many(&self, keys: &[&str], dimension: usize) -> HashMap<String, Vec<f32>> {
         if keys.is_empty() {
             return HashMap::new();
         }
-        let Some(client) = self.client() else {
-            return HashMap::new();
-        };
-        match client.gets::<String>(keys) {
-            Ok(found) => found
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let vector = serde_json::from_str::<Vec<f32>>(&v).ok()?;
-                    (vector.len() == dimension).then_some((k, vector))
-                })
-                .collect(),
-            Err(e) => {
-                self.failed(e);
-                HashMap::new()
-            }
-        }
+        self.with_client(|c| c.get_many(keys))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let vector = serde_json::from_slice::<Vec<f32>>(&v).ok()?;
+                (vector.len() == dimension).then_some((k, vector))
+            })
+            .collect()
     }
 
-    /// Store vectors under their keys with the configured TTL. Blocking; failures are counted
-    /// and otherwise ignored.
+    /// Store vectors under their keys with the configured TTL (one round trip). Blocking;
+    /// failures are counted and otherwise ignored.
     pub fn set_many(&self, entries: &[(&str, &[f32])]) {
         if entries.is_empty() {
             return;
         }
-        let Some(client) = self.client() else {
-            return;
-        };
         let ttl = u32::try_from(self.config.ttl.as_secs())
             .unwrap_or(u32::MAX)
             .max(1);
-        for (key, vector) in entries {
-            let value = match serde_json::to_string(vector) {
-                Ok(v) => v,
-                Err(_) => continue, // NaN cannot be written as JSON; such a vector is not cached
-            };
-            if let Err(e) = client.set(key, value.as_str(), ttl) {
-                self.failed(e);
-                return;
-            }
+        // NaN cannot be written as JSON; such a vector is not cached.
+        let values: Vec<(&str, Vec<u8>)> = entries
+            .iter()
+            .filter_map(|(k, v)| serde_json::to_vec(v).ok().map(|bytes| (*k, bytes)))
+            .collect();
+        let refs: Vec<(&str, &[u8])> = values.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        if let Some(refused) = self.with_client(|c| c.set_many(&refs, ttl))
+            && refused > 0
+        {
+            tracing::debug!(refused, "memcached did not store some embeddings");
         }
     }
 
-    /// The connected client, connecting when idle or when the cool-down is over.
-    fn client(&self) -> Option<memcache::Client> {
+    /// Run `call` on the connection, connecting when idle or when the cool-down is over. Any
+    /// failure drops the connection and pauses the cache.
+    fn with_client<T>(
+        &self,
+        call: impl FnOnce(&mut Client) -> Result<T, ClientError>,
+    ) -> Option<T> {
+        let server = self.config.server.as_deref()?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match &*state {
             State::Disabled => return None,
-            State::Connected(c) => return Some(c.clone()),
             State::Down { until } if Instant::now() < *until => return None,
-            State::Down { .. } | State::Idle => {}
-        }
-        let server = self.config.server.as_deref()?;
-        let url = format!("memcache://{server}?protocol=ascii");
-        let built = memcache::Client::builder()
-            .add_server(url)
-            .and_then(|b| {
-                b.with_connection_timeout(self.config.timeout)
-                    .with_read_timeout(self.config.timeout)
-                    .with_write_timeout(self.config.timeout)
-                    .build()
-            })
-            // r2d2 connects lazily on some paths: prove the server answers before trusting it.
-            .and_then(|c| c.version().map(|_| c));
-        match built {
-            Ok(c) => {
-                if matches!(*state, State::Down { .. }) {
-                    tracing::info!(server, "memcached is back; embedding cache on again");
+            State::Connected(_) => {}
+            State::Down { .. } | State::Idle => {
+                let was_down = matches!(*state, State::Down { .. });
+                match Client::connect(server, self.config.timeout).and_then(|mut c| {
+                    // Prove the server answers before trusting it.
+                    c.version().map(|_| c)
+                }) {
+                    Ok(c) => {
+                        if was_down {
+                            tracing::info!(server, "memcached is back; embedding cache on again");
+                        }
+                        *state = State::Connected(c);
+                    }
+                    Err(source) => {
+                        self.go_down(
+                            &mut state,
+                            &CacheError {
+                                server: server.to_owned(),
+                                source,
+                            },
+                        );
+                        return None;
+                    }
                 }
-                *state = State::Connected(c.clone());
-                Some(c)
             }
+        }
+        let State::Connected(client) = &mut *state else {
+            return None;
+        };
+        match call(client) {
+            Ok(v) => Some(v),
             Err(source) => {
-                let error = CacheError::Memcache {
-                    server: server.to_owned(),
-                    source,
-                };
-                self.go_down(&mut state, &error);
+                self.go_down(
+                    &mut state,
+                    &CacheError {
+                        server: server.to_owned(),
+                        source,
+                    },
+                );
                 None
             }
         }
-    }
-
-    fn failed(&self, source: memcache::MemcacheError) {
-        let error = CacheError::Memcache {
-            server: self.config.server.clone().unwrap_or_default(),
-            source,
-        };
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.go_down(&mut state, &error);
     }
 
     fn go_down(&self, state: &mut State, error: &CacheError) {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dedup;
 pub mod embed;
 pub mod event;
+pub mod notify;
 pub mod pipeline;
 pub mod position;
 pub mod search;

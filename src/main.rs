@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use vecsync::config::RunArgs;
@@ -48,6 +49,13 @@ struct SearchArgs {
     /// Weaviate API key, sent as Authorization: Bearer.
     #[arg(long, env = "WEAVIATE_API_KEY", hide_env_values = true)]
     weaviate_api_key: Option<String>,
+    /// File whose first line is the Weaviate API key; an empty file means no key.
+    #[arg(
+        long,
+        env = "WEAVIATE_API_KEY_FILE",
+        conflicts_with = "weaviate_api_key"
+    )]
+    weaviate_api_key_file: Option<std::path::PathBuf>,
     /// Weaviate class to search.
     #[arg(long, env = "VECSYNC_CLASS", default_value = "Product")]
     class: String,
@@ -106,12 +114,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     vecsync::telemetry::init_logging(cli.log_format);
     match cli.command {
         Command::Search(args) => {
+            let weaviate_api_key = match (args.weaviate_api_key, &args.weaviate_api_key_file) {
+                (Some(key), _) => Some(vecsync::secret::Secret::new(key)),
+                (None, Some(path)) => {
+                    Some(vecsync::config::read_secret_file(path).with_context(|| {
+                        format!("cannot read the Weaviate API key file {}", path.display())
+                    })?)
+                }
+                (None, None) => None,
+            }
+            .filter(|k| !k.expose().is_empty());
             let request = vecsync::search::SearchRequest {
                 query: args.query,
                 limit: args.limit,
                 model: args.model,
                 weaviate_url: args.weaviate_url,
-                weaviate_api_key: args.weaviate_api_key.map(vecsync::secret::Secret::new),
+                weaviate_api_key,
                 class: args.class,
             };
             let hits =
@@ -200,6 +218,7 @@ async fn cancel_on_signal(cancel: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM: finishing the in-flight batch, then exiting"),
         _ = int.recv() => tracing::info!("SIGINT: finishing the in-flight batch, then exiting"),
     }
+    vecsync::notify::stopping();
     cancel.cancel();
     tokio::select! {
         _ = term.recv() => {},

@@ -2,20 +2,25 @@
 //!
 //! `GET /metrics` renders every `vecsync_*` metric; `GET /healthz` answers 200 while the process
 //! runs; `GET /readyz` answers 200 once the pipeline streams (schema checked, binlog connected)
-//! and 503 with the reason otherwise, e.g. during a Weaviate outage.
+//! and 503 with the reasons otherwise, e.g. during a Weaviate outage. `GET /position` tells the
+//! confirmed GTID position and `GET /wait?gtid=...&timeout_ms=...` waits for it
+//! (read-your-writes).
 //!
 //! The checkpoint GTID is exported as an info metric, `vecsync_checkpoint_info{gtid="..."} 1`,
 //! rendered from the current value at scrape time so old positions never pile up as series.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::position::GtidPosition;
@@ -35,6 +40,9 @@ pub const COMMIT_TO_VISIBLE_SECONDS: &str = "vecsync_commit_to_visible_seconds";
 pub const CHECKPOINT_SEQUENCE: &str = "vecsync_checkpoint_sequence";
 pub const SOURCE_CONNECTED: &str = "vecsync_source_connected";
 pub const SOURCE_RECONNECTS_TOTAL: &str = "vecsync_source_reconnects_total";
+pub const WRITES_SKIPPED_TOTAL: &str = "vecsync_writes_skipped_total";
+pub const STALE_DELETED_TOTAL: &str = "vecsync_stale_objects_deleted_total";
+pub const READY: &str = "vecsync_ready";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -64,7 +72,8 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
             b.set_buckets_for_metric(
                 Matcher::Full(COMMIT_TO_VISIBLE_SECONDS.into()),
                 &[
-                    0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+                    0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+                    10.0, 30.0, 60.0,
                 ],
             )
         })
@@ -116,6 +125,14 @@ fn describe() {
         DEAD_LETTERS_TOTAL,
         "Events Weaviate rejected for good, written to the dead-letter file."
     );
+    describe_counter!(
+        WRITES_SKIPPED_TOTAL,
+        "Objects not written because Weaviate already held them exactly."
+    );
+    describe_counter!(
+        STALE_DELETED_TOTAL,
+        "Objects removed because their row no longer exists (the snapshot's sweep)."
+    );
     describe_histogram!(
         BATCH_SIZE,
         Unit::Count,
@@ -129,7 +146,11 @@ fn describe() {
     describe_histogram!(
         COMMIT_TO_VISIBLE_SECONDS,
         Unit::Seconds,
-        "From the MariaDB commit (1 s resolution) to Weaviate confirming the write."
+        "From vecsync reading a transaction's commit in the binlog to Weaviate confirming its writes."
+    );
+    describe_gauge!(
+        READY,
+        "1 while /readyz answers 200; 0 while starting or holding the position (the reason is on /readyz)."
     );
     describe_gauge!(
         CHECKPOINT_SEQUENCE,
@@ -151,6 +172,8 @@ fn describe() {
         REEMBEDS_SKIPPED_TOTAL,
         WEAVIATE_FAILURES_TOTAL,
         DEAD_LETTERS_TOTAL,
+        WRITES_SKIPPED_TOTAL,
+        STALE_DELETED_TOTAL,
     ] {
         metrics::counter!(counter).increment(0);
     }
@@ -159,54 +182,108 @@ fn describe() {
     }
 }
 
-/// What `/readyz` and the checkpoint info metric report; shared between the pipeline and the
-/// HTTP server.
+/// What `/readyz`, `/position`, `/wait` and the checkpoint info metric report; shared between
+/// the pipeline and the HTTP server.
+///
+/// Readiness has one reason per component: `start` while vecsync starts, and one for each part
+/// that holds the position (`weaviate`, `embedder`, `source`). `/readyz` answers 503 with every
+/// reason while any is set.
 #[derive(Debug)]
 pub struct Health {
     state: Mutex<HealthState>,
+    confirmed: watch::Sender<Option<GtidPosition>>,
 }
 
 #[derive(Debug)]
 struct HealthState {
-    not_ready: Option<String>,
+    held: BTreeMap<&'static str, String>,
     checkpoint: Option<GtidPosition>,
 }
 
 impl Default for Health {
     fn default() -> Self {
+        let mut held = BTreeMap::new();
+        held.insert("start", "starting".to_owned());
         Self {
             state: Mutex::new(HealthState {
-                not_ready: Some("starting".into()),
+                held,
                 checkpoint: None,
             }),
+            confirmed: watch::channel(None).0,
         }
     }
 }
 
 impl Health {
     pub fn new() -> Arc<Self> {
+        metrics::gauge!(READY).set(0.0);
         Arc::new(Self::default())
     }
 
+    /// Start-up is over (other components may still hold).
     pub fn set_ready(&self) {
-        self.lock().not_ready = None;
+        self.clear_held("start");
     }
 
+    /// Still starting, and why.
     pub fn set_not_ready(&self, reason: impl Into<String>) {
-        self.lock().not_ready = Some(reason.into());
+        self.set_held("start", reason);
     }
 
-    /// `None` when ready, else why not.
+    /// `component` holds the position, for `reason`.
+    pub fn set_held(&self, component: &'static str, reason: impl Into<String>) {
+        let mut state = self.lock();
+        state.held.insert(component, reason.into());
+        export_ready(&state);
+    }
+
+    /// `component` no longer holds anything.
+    pub fn clear_held(&self, component: &'static str) {
+        let mut state = self.lock();
+        state.held.remove(component);
+        export_ready(&state);
+    }
+
+    /// `None` when ready, else every reason why not.
     pub fn not_ready(&self) -> Option<String> {
-        self.lock().not_ready.clone()
+        let state = self.lock();
+        if state.held.is_empty() {
+            return None;
+        }
+        Some(state.held.values().cloned().collect::<Vec<_>>().join("; "))
     }
 
+    /// The checkpoint moved: metrics, `/position` and `/wait` see it.
     pub fn set_checkpoint(&self, position: &GtidPosition) {
         for gtid in position.iter() {
             metrics::gauge!(CHECKPOINT_SEQUENCE, "domain" => gtid.domain_id.to_string())
                 .set(gtid.sequence as f64);
         }
         self.lock().checkpoint = Some(position.clone());
+        self.confirmed.send_replace(Some(position.clone()));
+    }
+
+    /// The confirmed position: every change up to it is in Weaviate.
+    pub fn checkpoint(&self) -> Option<GtidPosition> {
+        self.lock().checkpoint.clone()
+    }
+
+    /// Wait until the confirmed position covers `target`, at most `timeout`; the confirmed
+    /// position at the end, and whether it covers.
+    pub async fn wait_for(
+        &self,
+        target: &GtidPosition,
+        timeout: Duration,
+    ) -> (Option<GtidPosition>, bool) {
+        let mut rx = self.confirmed.subscribe();
+        let reached = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|p| p.as_ref().is_some_and(|p| p.covers(target))),
+        )
+        .await;
+        let now = self.checkpoint();
+        let covered = matches!(reached, Ok(Ok(_)));
+        (now, covered)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
@@ -214,11 +291,20 @@ impl Health {
     }
 }
 
+/// `vecsync_ready` as well as `/readyz`: the "not ready for N minutes" alert needs a series, and a
+/// sidecar has no readiness probe (it would take MariaDB out of its Service).
+fn export_ready(state: &HealthState) {
+    metrics::gauge!(READY).set(if state.held.is_empty() { 1.0 } else { 0.0 });
+}
+
 #[derive(Clone)]
 struct AppState {
     metrics: PrometheusHandle,
     health: Arc<Health>,
 }
+
+/// The longest `/wait` a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Bind the metrics address now (so a taken port fails start-up) and serve until `cancel`.
 pub async fn serve(
@@ -243,6 +329,8 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
+        .route("/position", get(position_handler))
+        .route("/wait", get(wait_handler))
         .with_state(AppState { metrics, health });
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -255,7 +343,7 @@ pub async fn serve(
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = state.metrics.render();
-    if let Some(pos) = state.health.lock().checkpoint.clone() {
+    if let Some(pos) = state.health.checkpoint() {
         body.push_str(
             "# HELP vecsync_checkpoint_info The GTID position stored in the checkpoint.\n",
         );
@@ -273,6 +361,58 @@ async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {
             format!("not ready: {reason}\n"),
         ),
     }
+}
+
+/// `GET /position`: `{"gtid": "0-1-5"}`, every change up to it is in Weaviate.
+async fn position_handler(State(state): State<AppState>) -> impl IntoResponse {
+    let gtid = state.health.checkpoint().map(|p| p.to_string());
+    let status = if gtid.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::json!({ "gtid": gtid })))
+}
+
+#[derive(serde::Deserialize)]
+struct WaitQuery {
+    gtid: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// `GET /wait?gtid=0-1-5&timeout_ms=500`: 200 as soon as the index is confirmed up to that
+/// position (per replication domain), 408 when the timeout passes first, 400 for a bad request.
+async fn wait_handler(
+    State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
+) -> impl IntoResponse {
+    let Some(text) = query.gtid else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": "gtid is required, e.g. /wait?gtid=0-1-42"})),
+        );
+    };
+    let target: GtidPosition = match text.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": e.to_string()})),
+            );
+        }
+    };
+    let timeout = Duration::from_millis(query.timeout_ms.unwrap_or(1000)).min(MAX_WAIT);
+    let (now, covered) = state.health.wait_for(&target, timeout).await;
+    let status = if covered {
+        StatusCode::OK
+    } else {
+        StatusCode::REQUEST_TIMEOUT
+    };
+    let body = serde_json::json!({
+        "gtid": now.map(|p| p.to_string()),
+        "waited_for": target.to_string(),
+    });
+    (status, Json(body))
 }
 
 /// Log format for `--log-format`.

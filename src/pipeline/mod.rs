@@ -1,30 +1,49 @@
-//! The sidecar: binlog source -> batches -> embeddings (Memcached, then the model) -> Weaviate
-//! -> checkpoint.
+//! The sidecar: binlog source -> collect -> prepare (diff + embeddings) -> write -> checkpoint.
 //!
 //! [`run`] wires the parts together. The source runs in its own task and feeds a bounded
-//! channel, so a slow Weaviate slows the binlog reader instead of growing memory; the
-//! [`worker::Worker`] turns the channel into batches.
+//! channel, so a slow Weaviate slows the binlog reader instead of growing memory. Three stages
+//! run concurrently, each in its own task, joined by channels of one batch:
+//!
+//! - [`collect`]: source messages into batches, and the snapshot backlog;
+//! - [`prepare`]: coalesce ([`plan`]), ask Weaviate what it holds ([`reconcile`]), get the
+//!   vectors that are needed ([`vectors`]);
+//! - [`write`]: write to Weaviate, dead letters, then the checkpoint ([`commit`]).
+//!
+//! While batch N is written, batch N+1 is embedded; [`inflight`] keeps them in order per object.
 //!
 //! # Shutdown
-//! Cancelling the token stops the source, lets the worker finish the in-flight batch and store
-//! the checkpoint (bounded by `--shutdown-timeout-secs`), and returns `Ok`.
+//! Cancelling the token stops the source and the collector; the batches already handed on are
+//! finished and checkpointed (bounded by `--shutdown-timeout-secs`), and `run` returns `Ok`.
 
-pub mod batch;
+pub mod collect;
+pub mod commit;
 pub mod deadletter;
 pub mod emit;
+pub mod hold;
+pub mod inflight;
+pub mod plan;
+pub mod prepare;
+pub mod reconcile;
+pub mod sweep;
+pub mod text;
 pub mod vectors;
-pub mod worker;
+pub mod write;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::collect::{BatchLimits, Collector};
+use self::commit::CommitPolicy;
 use self::deadletter::DeadLetters;
 use self::emit::EventWriter;
+use self::inflight::InFlight;
+use self::prepare::Preparer;
+use self::sweep::SweepState;
+use self::text::TextRule;
 use self::vectors::Vectors;
-use self::worker::{BatchLimits, Worker};
+use self::write::Writer;
 use crate::backoff::Attempts;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{Config, redact_url};
@@ -34,7 +53,7 @@ use crate::sink::{SinkError, WeaviateConfig, WeaviateSink};
 use crate::source::{BinlogSource, SourceConfig, SourceError};
 use crate::telemetry::{self, Health, TelemetryError};
 
-/// Messages buffered between the binlog reader and the worker: the back-pressure bound.
+/// Messages buffered between the binlog reader and the collector: the back-pressure bound.
 pub const CHANNEL_CAPACITY: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +95,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Pipeli
     tracing::info!(
         table = %config.table,
         mariadb = %redact_url(&config.mariadb_url),
-        weaviate = %config.weaviate_url,
+        weaviate = %redact_url(&config.weaviate_url),
         class = %config.class,
         memcached = config.memcached.as_deref().unwrap_or("off"),
         metrics = %metrics_addr,
@@ -138,6 +157,7 @@ async fn replicate(
         }
     };
     health.set_ready();
+    crate::notify::ready();
 
     let cache = Arc::new(EmbeddingCache::new(CacheConfig {
         ttl: config.cache_ttl,
@@ -147,27 +167,96 @@ async fn replicate(
         .emit_events
         .as_deref()
         .map(EventWriter::open)
-        .transpose()?;
-    let mut worker = Worker {
-        sink,
+        .transpose()?
+        .map(|w| Arc::new(Mutex::new(w)));
+    let may_jump = config.gtid.is_some() || checkpoint.position().is_none();
+    let inflight = Arc::new(InFlight::default());
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (batch_tx, batch_rx) = mpsc::channel(1);
+    let (prepared_tx, prepared_rx) = mpsc::channel(1);
+
+    let preparer = Preparer {
+        sink: sink.clone(),
         vectors: Vectors::new(embedder, cache),
-        checkpoint,
-        dead_letters: DeadLetters::new(&config.dead_letter),
-        emit,
+        rule: TextRule::default(),
+        inflight: inflight.clone(),
         health: health.clone(),
-        limits: BatchLimits {
-            max_events: config.batch_size,
-            max_wait: config.batch_wait,
-        },
-        stale: HashSet::new(),
-        jumped: false,
+        emit,
     };
-    let worked = worker.run(&mut rx, cancel, config.shutdown_timeout).await;
-    // Stop the source whatever ended the worker; a source failure is why the channel closed.
+    let writer = Writer {
+        sink,
+        dead_letters: Arc::new(Mutex::new(DeadLetters::new(&config.dead_letter))),
+        policy: Some(CommitPolicy::new(checkpoint, may_jump)),
+        inflight,
+        health: health.clone(),
+        link: None,
+        sweep: Arc::new(SweepState::default()),
+        control: control_tx,
+        sweeping: None,
+        sweep_failed: mpsc::unbounded_channel(),
+    };
+    let collector = Collector::new(BatchLimits {
+        max_events: config.batch_size,
+        idle: config.batch_idle,
+        wait: config.batch_wait,
+    });
+    let collect_cancel = cancel.child_token();
+    let collecting = {
+        let cancel = collect_cancel.clone();
+        async move { collector.run(&mut rx, control_rx, batch_tx, &cancel).await }
+    };
+    let mut preparing = tokio::spawn(preparer.run(batch_rx, prepared_tx));
+    let mut writing = tokio::spawn(writer.run(prepared_rx));
+
+    // The collector ends when the source's channel closes or on cancellation; the other stages
+    // then finish what they were handed, within the drain limit after a cancellation.
+    let drain_deadline = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(config.shutdown_timeout).await;
+    };
+    tokio::pin!(drain_deadline);
+    let stages = async {
+        tokio::select! {
+            () = collecting => {}
+            // A stage that fails stops the collector too.
+            r = &mut preparing => { collect_cancel.cancel(); return (Some(r), None); }
+            r = &mut writing => { collect_cancel.cancel(); return (None, Some(r)); }
+        }
+        (None, None)
+    };
+    let (early_prepare, early_write) = stages.await;
+    let finish = async {
+        let prepared = match early_prepare {
+            Some(r) => r,
+            None => (&mut preparing).await,
+        };
+        let written = match early_write {
+            Some(r) => r,
+            None => (&mut writing).await,
+        };
+        (prepared, written)
+    };
+    let outcome = tokio::select! {
+        r = finish => Some(r),
+        () = &mut drain_deadline => None,
+    };
+    // Stop the source whatever ended the stages; a source failure is why the channel closed.
     source_cancel.cancel();
-    drop(rx);
     let sourced = source_task.await?;
-    worked?;
+    match outcome {
+        Some((prepared, written)) => {
+            written??;
+            prepared??;
+        }
+        None => {
+            preparing.abort();
+            writing.abort();
+            tracing::warn!(
+                timeout_secs = config.shutdown_timeout.as_secs_f64(),
+                "shutdown: the batches in flight did not finish in time; they will be replayed on the next start"
+            );
+        }
+    }
     sourced?;
     Ok(())
 }
@@ -175,7 +264,7 @@ async fn replicate(
 /// Wait until Weaviate answers and the class is usable. Transient failures (Weaviate still
 /// starting) are retried forever; an incompatible class or a bad API key stops vecsync.
 async fn wait_for_weaviate(sink: &WeaviateSink, health: &Health) -> Result<(), PipelineError> {
-    let mut attempts = Attempts::new(worker::HOLD_BACKOFF);
+    let mut attempts = Attempts::new(hold::HOLD_BACKOFF);
     loop {
         let checked = match sink.ready().await {
             Ok(()) => sink.ensure_schema().await,

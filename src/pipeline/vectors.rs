@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::reconcile::Vector;
 use crate::dedup::{EmbeddingCache, cache_key};
 use crate::embed::{EmbedError, Embedder};
 use crate::telemetry::{CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, EMBEDDINGS_COMPUTED_TOTAL};
@@ -33,7 +34,7 @@ pub struct Need<'a> {
 }
 
 /// The outcome per need, in order: a vector, or why this text could not be embedded.
-pub type Embedded = Vec<Result<Vec<f32>, String>>;
+pub type Embedded = Vec<Result<Vector, String>>;
 
 impl Vectors {
     pub fn new(embedder: Arc<Embedder>, cache: Arc<EmbeddingCache>) -> Self {
@@ -92,7 +93,7 @@ impl Vectors {
             match slot {
                 None => out.push(
                     hits.get(&key)
-                        .cloned()
+                        .map(|v| Vector::from(v.as_slice()))
                         .ok_or_else(|| "cache hit vanished".to_owned()),
                 ),
                 Some(i) => {
@@ -103,7 +104,7 @@ impl Vectors {
                     if let Ok(vector) = &v {
                         to_cache.push((key, vector.clone()));
                     }
-                    out.push(v);
+                    out.push(v.map(Vector::from));
                 }
             }
         }

@@ -42,6 +42,22 @@ pub enum SinkError {
     )]
     ObjectsFailing { count: usize, first_message: String },
 
+    /// A batch answer reported a read-only shard: nothing of the batch can be trusted as
+    /// written (Weaviate 1.32.0 to 1.38.9 and 1.39.0 report only the first object as FAILED).
+    #[error(
+        "Weaviate's store is read-only ({message}); the whole batch is held and retried (free \
+         disk space or lift the read-only mode on the shard)"
+    )]
+    ReadOnly { message: String },
+
+    /// Every object of a batch failed with the same message: a class or cluster problem, not a
+    /// verdict on each object.
+    #[error(
+        "Weaviate failed all {count} objects of a batch with the same error: {message}. This is a \
+         class or cluster problem; the position is held and the batch retried"
+    )]
+    ClassWide { count: usize, message: String },
+
     /// The class exists but vecsync cannot write to it safely.
     #[error(
         "Weaviate class `{class}` is not compatible with vecsync: {}. vecsync never deletes or \
@@ -67,7 +83,9 @@ impl SinkError {
         match self {
             SinkError::Transport { source, .. } => !source.is_builder(),
             SinkError::Status { status, .. } => status_is_transient(*status),
-            SinkError::ObjectsFailing { .. } => true,
+            SinkError::ObjectsFailing { .. }
+            | SinkError::ReadOnly { .. }
+            | SinkError::ClassWide { .. } => true,
             SinkError::Config(_)
             | SinkError::UnexpectedResponse { .. }
             | SinkError::IncompatibleSchema { .. }

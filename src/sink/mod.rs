@@ -10,6 +10,8 @@
 //!   run against a class that already exists;
 //! - [`product`]: the object written for a product ([`Product`], [`WriteOp`], [`OpOutcome`]) and
 //!   the exact DECIMAL-to-JSON-number conversion of the price;
+//! - [`fetch`]: what Weaviate holds for many ids in one request, and the cursor listing;
+//! - `object_error`: what a per-object failure in a batch answer is (content or transient);
 //! - [`ids`]: the deterministic object id the seed's Python client used;
 //! - [`retry`]: capped exponential backoff with jitter;
 //! - [`search`]: the one place that speaks GraphQL `nearVector` (deprecated by Weaviate, so it
@@ -24,7 +26,9 @@
 
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod ids;
+mod object_error;
 pub mod product;
 pub mod retry;
 pub mod schema;

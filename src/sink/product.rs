@@ -10,18 +10,42 @@
 //! to the nearest float64, which is all Weaviate could store anyway. serde_json's
 //! `arbitrary_precision` is not enabled because it changes number handling crate-wide.
 
+use std::collections::BTreeMap;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
 /// The properties of one product as written to Weaviate. `None` is written as JSON `null`, which
 /// Weaviate stores as "no value".
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Product {
     pub sku: String,
     pub name: Option<String>,
     pub description: Option<String>,
     /// Exact DECIMAL text converted with [`decimal_to_json_number`].
     pub price: Option<Number>,
+    /// Further text properties: the other table columns an embedding template uses, stored so
+    /// that the embedded text can always be rebuilt from the object itself.
+    pub extra: BTreeMap<String, Option<String>>,
+}
+
+/// The seed's four properties; everything else of a product is in [`Product::extra`].
+pub const CORE_PROPERTIES: [&str; 4] = ["sku", "name", "description", "price"];
+
+impl Serialize for Product {
+    /// The `properties` object of a Weaviate write, serialized directly (no `Value` tree).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(4 + self.extra.len()))?;
+        map.serialize_entry("sku", &self.sku)?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("description", &self.description)?;
+        map.serialize_entry("price", &self.price)?;
+        for (k, v) in &self.extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 impl Product {
@@ -36,6 +60,9 @@ impl Product {
             "price".into(),
             self.price.clone().map_or(Value::Null, Value::Number),
         );
+        for (k, v) in &self.extra {
+            map.insert(k.clone(), text(v));
+        }
         Value::Object(map)
     }
 
@@ -57,11 +84,18 @@ impl Product {
             Some(Value::Number(n)) => Some(n.clone()),
             Some(other) => return Err(format!("property `price` is not a number: {other}")),
         };
+        let mut extra = BTreeMap::new();
+        for key in obj.keys() {
+            if !CORE_PROPERTIES.contains(&key.as_str()) && key != "_additional" {
+                extra.insert(key.clone(), text(key)?);
+            }
+        }
         Ok(Product {
             sku: text("sku")?.unwrap_or_default(),
             name: text("name")?,
             description: text("description")?,
             price,
+            extra,
         })
     }
 }
@@ -187,17 +221,24 @@ mod tests {
 
     #[test]
     fn properties_keep_nulls_and_number_price() {
-        let p = Product {
+        let mut p = Product {
             sku: "TS-001".into(),
             name: None,
             description: Some("A classic".into()),
             price: Some(decimal_to_json_number("19.99").expect("valid")),
+            extra: BTreeMap::new(),
         };
         let props = p.to_properties();
         assert_eq!(
             props,
             json!({"sku":"TS-001","name":null,"description":"A classic","price":19.99})
         );
+        assert_eq!(Product::from_properties(&props), Ok(p.clone()));
+        assert_eq!(serde_json::to_value(&p).expect("serialize"), props);
+        p.extra.insert("category".into(), Some("Shirts".into()));
+        let props = p.to_properties();
+        assert_eq!(props["category"], "Shirts");
+        assert_eq!(serde_json::to_value(&p).expect("serialize"), props);
         assert_eq!(Product::from_properties(&props), Ok(p));
     }
 

@@ -83,6 +83,14 @@ impl ClassSchema {
         &self.definition
     }
 
+    /// The names of the class's properties, in definition order.
+    pub fn property_names(&self) -> Vec<String> {
+        self.properties()
+            .iter()
+            .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    }
+
     fn properties(&self) -> &[Value] {
         self.definition
             .get("properties")

@@ -20,6 +20,7 @@
 //! state outlives a call, and every write is idempotent (deterministic ids, full-object upserts,
 //! full-property patches), so a write interrupted half-way is simply repeated.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ use uuid::Uuid;
 use super::config::{ConsistencyLevel, WeaviateConfig};
 use super::error::{SinkError, status_is_transient};
 use super::ids::product_id;
+use super::object_error::{self, ObjectFailure};
 use super::product::{OpOutcome, Product, StoredProduct, WriteOp};
 use super::retry::RetryPolicy;
 use super::schema::{ClassSchema, SchemaStatus, validate_class_name};
@@ -41,6 +43,24 @@ use super::search::{SearchHit, near_vector_request, parse_near_vector_response};
 
 /// How many stored objects `ensure_schema` reads to check their vector length.
 const VECTOR_CHECK_SAMPLE: usize = 100;
+
+/// Most ids matched by one batch delete (Weaviate's `QUERY_MAXIMUM_RESULTS` default).
+const BATCH_DELETE_MAX: usize = 10_000;
+
+/// The body of `POST /v1/batch/objects`, serialized straight from the products and vectors.
+#[derive(serde::Serialize)]
+struct BatchBody<'a> {
+    objects: Vec<BatchObject<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct BatchObject<'a> {
+    class: &'a str,
+    id: Uuid,
+    properties: &'a Product,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vector: Option<&'a [f32]>,
+}
 
 /// Writes products into one Weaviate class. Cheap to clone: clones share the HTTP connection
 /// pool.
@@ -74,7 +94,7 @@ impl std::fmt::Debug for WeaviateSink {
 }
 
 /// One HTTP call, described once and sent as many times as the retry policy allows.
-struct Call {
+pub(super) struct Call {
     method: Method,
     /// Relative to `/v1/`.
     path: String,
@@ -85,7 +105,7 @@ struct Call {
 }
 
 impl Call {
-    fn new(method: Method, path: String) -> Self {
+    pub(super) fn new(method: Method, path: String) -> Self {
         Call {
             method,
             path,
@@ -95,18 +115,25 @@ impl Call {
         }
     }
 
-    fn json(mut self, body: &Value) -> Self {
-        // Serialized once; retries resend the same bytes.
-        self.body = Some(Bytes::from(body.to_string()));
+    pub(super) fn json(self, body: &Value) -> Self {
+        self.serialized(body)
+    }
+
+    /// Any serializable body (typed request structs, no `Value` tree), serialized once; retries
+    /// resend the same bytes.
+    pub(super) fn serialized<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
+        // Serializing plain data into a Vec cannot fail (maps have string keys).
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.body = Some(Bytes::from(bytes));
         self
     }
 
-    fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+    pub(super) fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.query.push((key, value.into()));
         self
     }
 
-    fn what(&self) -> String {
+    pub(super) fn what(&self) -> String {
         format!("{} /v1/{}", self.method, self.path)
     }
 
@@ -128,10 +155,10 @@ impl Call {
 }
 
 /// An HTTP answer, read in full.
-struct Answer {
-    status: StatusCode,
-    body: Bytes,
-    retry_after: Option<Duration>,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) body: Bytes,
+    pub(super) retry_after: Option<Duration>,
 }
 
 impl WeaviateSink {
@@ -149,6 +176,12 @@ impl WeaviateSink {
             ));
         }
 
+        if cfg.api_key.is_some() && base.scheme() == "http" && !is_loopback(&base) {
+            warn!(
+                endpoint = %endpoint,
+                "the Weaviate API key travels over plain http: anyone on the path can read it; use https"
+            );
+        }
         let mut headers = HeaderMap::new();
         if let Some(key) = &cfg.api_key {
             let mut value =
@@ -191,6 +224,11 @@ impl WeaviateSink {
     /// The class this sink writes.
     pub fn class(&self) -> &str {
         &self.inner.class
+    }
+
+    /// The properties of the class definition vecsync writes, in definition order.
+    pub fn property_names(&self) -> Vec<String> {
+        self.inner.schema.property_names()
     }
 
     /// `GET /v1/.well-known/ready`, once, without retrying: `Ok` when Weaviate can serve
@@ -298,26 +336,31 @@ impl WeaviateSink {
 
     /// Apply write operations on distinct objects; one outcome per operation, in order.
     ///
-    /// Upserts go in one `POST /v1/batch/objects` (split above `max_batch_objects`), patches and
-    /// deletes run concurrently. An `Err` means the whole call may be retried: every operation
-    /// is idempotent.
+    /// Upserts go in one `POST /v1/batch/objects` (split above `max_batch_objects`), several
+    /// deletes in one `DELETE /v1/batch/objects` matching their ids, patches (and a lone delete)
+    /// run concurrently. An `Err` means the whole call may be retried: every operation is
+    /// idempotent.
     pub async fn apply(&self, ops: &[WriteOp]) -> Result<Vec<OpOutcome>, SinkError> {
-        let upserts: Vec<usize> = (0..ops.len())
-            .filter(|&i| matches!(ops[i], WriteOp::Upsert { .. }))
-            .collect();
-        let singles: Vec<usize> = (0..ops.len())
-            .filter(|&i| !matches!(ops[i], WriteOp::Upsert { .. }))
-            .collect();
+        let of_kind = |want: fn(&WriteOp) -> bool| -> Vec<usize> {
+            (0..ops.len()).filter(|&i| want(&ops[i])).collect()
+        };
+        let upserts = of_kind(|op| matches!(op, WriteOp::Upsert { .. }));
+        let mut deletes = of_kind(|op| matches!(op, WriteOp::Delete { .. }));
+        let mut singles = of_kind(|op| matches!(op, WriteOp::PatchProperties { .. }));
+        if deletes.len() == 1 {
+            singles.append(&mut deletes);
+        }
 
         let batch = self.upsert_all(ops, &upserts);
+        let removed = self.delete_many(ops, &deletes);
         let single = stream::iter(singles)
             .map(|i| async move { self.apply_single(&ops[i]).await.map(|o| (i, o)) })
             .buffer_unordered(self.inner.max_concurrent_requests)
             .try_collect::<Vec<_>>();
-        let (batch, single) = tokio::try_join!(batch, single)?;
+        let (batch, removed, single) = tokio::try_join!(batch, removed, single)?;
 
         let mut outcomes = vec![None; ops.len()];
-        for (i, outcome) in batch.into_iter().chain(single) {
+        for (i, outcome) in batch.into_iter().chain(removed).chain(single) {
             outcomes[i] = Some(outcome);
         }
         outcomes
@@ -344,7 +387,13 @@ impl WeaviateSink {
         Ok(out)
     }
 
-    /// One batch request, then again for the objects that failed with a temporary error.
+    /// One batch request, then again for the objects that failed with a transient error.
+    ///
+    /// Per-object failures are judged by what they are ([`super::object_error`]): an error about
+    /// the object's own content is a rejection; a `read-only` error anywhere fails the whole
+    /// batch (some Weaviate versions report the rest as SUCCESS although nothing was written);
+    /// every object failing with one message is a class or cluster problem; anything else is
+    /// retried, and returned as a transient error once the attempts are used up.
     async fn upsert_chunk(
         &self,
         ops: &[WriteOp],
@@ -355,80 +404,145 @@ impl WeaviateSink {
         let mut pending: Vec<usize> = chunk.to_vec();
         let mut attempt = 1;
         loop {
-            let objects: Vec<Value> = pending
+            let objects: Vec<BatchObject<'_>> = pending
                 .iter()
                 .filter_map(|&i| match &ops[i] {
-                    WriteOp::Upsert { product, vector } => {
-                        let mut object = json!({
-                            "class": class,
-                            "id": product_id(&product.sku),
-                            "properties": product.to_properties(),
-                        });
-                        if let Some(v) = vector {
-                            object["vector"] = json!(v);
-                        }
-                        Some(object)
-                    }
+                    WriteOp::Upsert { product, vector } => Some(BatchObject {
+                        class,
+                        id: product_id(&product.sku),
+                        properties: product,
+                        vector: vector.as_deref(),
+                    }),
                     _ => None,
                 })
                 .collect();
             let call = self
                 .with_consistency(Call::new(Method::POST, "batch/objects".into()))
-                .json(&json!({ "objects": objects }));
+                .serialized(&BatchBody { objects });
             let answer = self.send(&call).await?;
             if answer.status != StatusCode::OK {
                 return Err(self.status_error(&call, &answer));
             }
             let results = self.parse_batch_results(&call, &answer)?;
+            let mut by_id: HashMap<Uuid, Option<String>> = results.into_iter().collect();
 
-            let mut failing = Vec::new();
-            let mut first_failure = None;
+            let mut failed: Vec<(usize, String)> = Vec::new();
             for &i in &pending {
                 let id = product_id(ops[i].sku());
-                let Some(result) = results.iter().find(|(rid, _)| *rid == id) else {
-                    return Err(SinkError::UnexpectedResponse {
-                        what: call.what(),
-                        detail: format!("no result for object {id}"),
-                    });
-                };
-                match &result.1 {
-                    None => out.push((i, OpOutcome::Done)),
-                    Some(message) if object_error_is_transient(message) => {
-                        first_failure.get_or_insert_with(|| message.clone());
-                        failing.push(i);
+                match by_id.remove(&id) {
+                    None => {
+                        return Err(SinkError::UnexpectedResponse {
+                            what: call.what(),
+                            detail: format!("no result for object {id}"),
+                        });
                     }
-                    Some(message) => {
-                        warn!(sku = %ops[i].sku(), id = %id, error = %message, "Weaviate rejected an object");
-                        out.push((
-                            i,
-                            OpOutcome::Rejected {
-                                message: message.clone(),
-                            },
-                        ));
-                    }
+                    Some(None) => out.push((i, OpOutcome::Done)),
+                    Some(Some(message)) => failed.push((i, message)),
                 }
             }
-            let Some(first_message) = first_failure else {
+            if failed.is_empty() {
+                return Ok(out);
+            }
+            if let Some((_, message)) = failed.iter().find(|(_, m)| object_error::is_read_only(m)) {
+                // Nothing of this batch can be trusted as written: hold the whole batch.
+                return Err(SinkError::ReadOnly {
+                    message: message.clone(),
+                });
+            }
+            if failed.len() == pending.len()
+                && pending.len() > 1
+                && failed.iter().all(|(_, m)| *m == failed[0].1)
+            {
+                return Err(SinkError::ClassWide {
+                    count: failed.len(),
+                    message: failed[0].1.clone(),
+                });
+            }
+            let mut transient = Vec::new();
+            for (i, message) in failed {
+                match object_error::classify(&message) {
+                    ObjectFailure::Content => {
+                        warn!(sku = %ops[i].sku(), error = %message, "Weaviate rejected an object");
+                        out.push((i, OpOutcome::Rejected { message }));
+                    }
+                    ObjectFailure::Transient => transient.push((i, message)),
+                }
+            }
+            let Some((_, first_message)) = transient.first().cloned() else {
                 return Ok(out);
             };
             if attempt >= self.inner.retry.attempts() {
                 return Err(SinkError::ObjectsFailing {
-                    count: failing.len(),
+                    count: transient.len(),
                     first_message,
                 });
             }
             let wait = self.inner.retry.backoff(attempt, None);
             warn!(
-                count = failing.len(),
+                count = transient.len(),
                 error = %first_message,
                 attempt,
                 wait_ms = wait.as_millis() as u64,
-                "Weaviate failed objects of a batch with a temporary error; retrying them"
+                "Weaviate failed objects of a batch with an error that is not about their content; retrying them"
             );
             tokio::time::sleep(wait).await;
             attempt += 1;
-            pending = failing;
+            pending = transient.into_iter().map(|(i, _)| i).collect();
         }
+    }
+
+    /// Delete several objects in one `DELETE /v1/batch/objects` matching their ids
+    /// (`ContainsAny` on `id`). A missing object simply does not match: deleting is idempotent.
+    async fn delete_many(
+        &self,
+        ops: &[WriteOp],
+        indices: &[usize],
+    ) -> Result<Vec<(usize, OpOutcome)>, SinkError> {
+        let ids: Vec<Uuid> = indices.iter().map(|&i| product_id(ops[i].sku())).collect();
+        self.delete_ids(&ids).await?;
+        Ok(indices.iter().map(|&i| (i, OpOutcome::Done)).collect())
+    }
+
+    /// Delete these objects by id, in as few `DELETE /v1/batch/objects` calls as Weaviate's
+    /// limit allows. Missing ids are fine.
+    pub async fn delete_ids(&self, ids: &[Uuid]) -> Result<(), SinkError> {
+        let class = &self.inner.class;
+        for chunk in ids.chunks(BATCH_DELETE_MAX) {
+            let ids: Vec<String> = chunk.iter().map(|id| id.hyphenated().to_string()).collect();
+            let body = json!({
+                "match": {
+                    "class": class,
+                    "where": { "path": ["id"], "operator": "ContainsAny", "valueTextArray": ids }
+                },
+                "output": "minimal",
+                "dryRun": false
+            });
+            let call = self
+                .with_consistency(Call::new(Method::DELETE, "batch/objects".into()))
+                .json(&body);
+            let answer = self.send(&call).await?;
+            if answer.status != StatusCode::OK {
+                return Err(self.status_error(&call, &answer));
+            }
+            let result = self.parse_json(&call, &answer)?;
+            let failed = result
+                .pointer("/results/failed")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| SinkError::UnexpectedResponse {
+                    what: call.what(),
+                    detail: format!("no results.failed in {result}"),
+                })?;
+            if failed > 0 {
+                return Err(SinkError::ObjectsFailing {
+                    count: failed as usize,
+                    first_message: format!(
+                        "batch delete of {} objects of `{class}` failed for {failed}",
+                        ids.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The per-object results of a batch write: id and, for a failed object, Weaviate's message.
@@ -648,7 +762,7 @@ impl WeaviateSink {
 
     /// Send, retrying transport failures and transient statuses; any other status is returned
     /// for the caller to interpret.
-    async fn send(&self, call: &Call) -> Result<Answer, SinkError> {
+    pub(super) async fn send(&self, call: &Call) -> Result<Answer, SinkError> {
         let attempts = self.inner.retry.attempts();
         let mut attempt = 1;
         loop {
@@ -735,20 +849,32 @@ impl WeaviateSink {
         })
     }
 
-    fn parse_json(&self, call: &Call, answer: &Answer) -> Result<Value, SinkError> {
+    pub(super) fn parse_json(&self, call: &Call, answer: &Answer) -> Result<Value, SinkError> {
         serde_json::from_slice(&answer.body).map_err(|e| SinkError::UnexpectedResponse {
             what: call.what(),
             detail: format!("not JSON ({e}): {}", snippet(&answer.body)),
         })
     }
 
-    fn status_error(&self, call: &Call, answer: &Answer) -> SinkError {
+    pub(super) fn status_error(&self, call: &Call, answer: &Answer) -> SinkError {
         SinkError::Status {
             what: call.what(),
             status: answer.status,
             message: error_message(&answer.body),
         }
     }
+}
+
+/// Whether the URL's host is this machine (plain http to it does not cross a network).
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Split the configured URL into the `/v1/` base every path is joined to, and a printable
@@ -810,29 +936,6 @@ fn snippet(body: &[u8]) -> String {
     s
 }
 
-/// Whether a per-object failure inside a batch looks temporary (storage or replication trouble)
-/// rather than a verdict on the object. Weaviate gives no code per object, only a message, so
-/// this matches the wording of its temporary failures; anything else is a rejection.
-fn object_error_is_transient(message: &str) -> bool {
-    const TEMPORARY: &[&str] = &[
-        "deadline exceeded",
-        "timeout",
-        "timed out",
-        "connection refused",
-        "connection reset",
-        "broken pipe",
-        "read-only",
-        "readonly",
-        "consistency level",
-        "temporarily unavailable",
-        "service unavailable",
-        "shutting down",
-        "not ready",
-    ];
-    let lower = message.to_ascii_lowercase();
-    TEMPORARY.iter().any(|t| lower.contains(t))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -857,6 +960,20 @@ mod tests {
     }
 
     #[test]
+    fn loopback_hosts_are_told_apart() {
+        for (url, want) in [
+            ("http://localhost:8080", true),
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://weaviate:8080", false),
+            ("http://10.0.0.7:8080", false),
+        ] {
+            let (base, _) = base_url(url).expect("valid");
+            assert_eq!(is_loopback(&base), want, "{url}");
+        }
+    }
+
+    #[test]
     fn error_messages_from_both_error_shapes() {
         assert_eq!(
             error_message(br#"{"error":[{"message":"a"},{"message":"b"}]}"#),
@@ -868,20 +985,6 @@ mod tests {
         );
         assert_eq!(error_message(b""), "(empty body)");
         assert_eq!(error_message(b"<html>"), "<html>");
-    }
-
-    #[test]
-    fn validation_failures_are_not_temporary() {
-        assert!(!object_error_is_transient(
-            "invalid number property 'price' on class 'Product': requires a float, the given value is '12.5'"
-        ));
-        assert!(!object_error_is_transient(
-            "new node has a vector with length 383. Existing nodes have vectors with length 384"
-        ));
-        assert!(object_error_is_transient(
-            "cannot achieve consistency level \"QUORUM\": read error"
-        ));
-        assert!(object_error_is_transient("store is read-only"));
     }
 
     #[test]

@@ -256,6 +256,143 @@ async fn bad_credentials_stop_with_a_clear_message_and_no_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weaviate_credentials_never_reach_the_logs_and_plain_http_keys_are_warned_about() {
+    use std::io::BufRead;
+    let stack = Stack::start().await;
+    let mut args = stack.args(&[]);
+    let at = args
+        .iter()
+        .position(|a| a == "--weaviate-url")
+        .expect("flag")
+        + 1;
+    // TEST-NET-1: never routed, so vecsync keeps waiting for it and logs why.
+    args[at] = "http://admin:hunter2-in-url@192.0.2.1:8080".into();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vecsync"))
+        .arg("run")
+        .args(args)
+        .env("WEAVIATE_API_KEY", "hunter2-api-key")
+        .env("LOG_LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vecsync");
+    let stderr = child.stderr.take().expect("stderr");
+    // Read until vecsync has said it waits for Weaviate (after the 10 s connect timeout).
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let done = line.contains("Weaviate not ready");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("vecsync reports the unreachable Weaviate within a minute")
+        .expect("join");
+    kill9(&mut child);
+    let text = lines.join("\n");
+    assert!(text.contains("Weaviate not ready"), "{text}");
+    assert!(text.contains("192.0.2.1"), "names the endpoint: {text}");
+    assert!(!text.contains("hunter2"), "a credential leaked: {text}");
+    assert!(
+        text.contains("API key travels over plain http"),
+        "warns about the key over plain http: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_the_gtid_of_a_write_then_read_it_every_time() {
+    use mysql_async::prelude::Queryable;
+    let stack = Stack::start().await;
+    let mut vecsync = stack.spawn_binary(&[]);
+    let base = format!("http://127.0.0.1:{}", stack.metrics_port);
+    let http = reqwest::Client::new();
+    wait_until(
+        "vecsync to confirm the snapshot",
+        DEFAULT_DEADLINE,
+        || async {
+            let r = http.get(format!("{base}/position")).send().await.ok()?;
+            (r.status().as_u16() == 200).then_some(())
+        },
+    )
+    .await;
+
+    // The application's recipe: COMMIT, SELECT @@last_gtid on the same connection, then /wait.
+    let mut conn = stack.db.conn().await;
+    for i in 0..25 {
+        let sku = format!("RYW-{i}");
+        conn.query_drop(format!(
+            "INSERT INTO catalog.products (sku, name, description, price) VALUES ('{sku}', 'n', 'read your writes {i}', 1.00)"
+        ))
+        .await
+        .expect("insert");
+        let gtid: String = conn
+            .query_first("SELECT @@last_gtid")
+            .await
+            .expect("last gtid")
+            .expect("a gtid");
+        let r = http
+            .get(format!("{base}/wait?gtid={gtid}&timeout_ms=10000"))
+            .send()
+            .await
+            .expect("wait");
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "write {i} ({gtid}) confirmed in time"
+        );
+        let body: serde_json::Value = r.json().await.expect("json");
+        let confirmed: GtidPosition = body["gtid"].as_str().expect("gtid").parse().expect("gtid");
+        assert!(confirmed.covers(&gtid.parse().expect("gtid")), "{body}");
+        // No polling: once /wait said so, the object is there.
+        let obj = stack
+            .object(&sku)
+            .unwrap_or_else(|| panic!("{sku} readable after /wait"));
+        assert_eq!(
+            obj["properties"]["description"],
+            format!("read your writes {i}")
+        );
+    }
+    conn.disconnect().await.expect("disconnect");
+
+    // A position nobody wrote yet: 408 after the timeout; nonsense: 400.
+    let r = http
+        .get(format!("{base}/wait?gtid=0-223344-999999999&timeout_ms=50"))
+        .send()
+        .await
+        .expect("wait");
+    assert_eq!(r.status().as_u16(), 408);
+    let r = http
+        .get(format!("{base}/wait?gtid=not-a-gtid"))
+        .send()
+        .await
+        .expect("wait");
+    assert_eq!(r.status().as_u16(), 400);
+    let position: serde_json::Value = http
+        .get(format!("{base}/position"))
+        .send()
+        .await
+        .expect("position")
+        .json()
+        .await
+        .expect("json");
+    let shown: GtidPosition = position["gtid"]
+        .as_str()
+        .expect("gtid")
+        .parse()
+        .expect("gtid");
+    sigterm(&vecsync);
+    wait_exit(&mut vecsync, Duration::from_secs(30)).await;
+    assert!(checkpoint(&stack).expect("checkpoint").covers(&shown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_show_prints_the_position() {
     let stack = Stack::start().await;
     let mut vecsync = stack.spawn_binary(&[]);
@@ -277,7 +414,7 @@ async fn checkpoint_show_prints_the_position() {
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(shown["gtid"], pos.as_str());
     assert_eq!(shown["table"], "catalog.products");
-    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["version"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,6 +471,7 @@ async fn search_finds_the_linen_beach_shirt_for_summer_party_wear() {
                 name: Some((*name).into()),
                 description: Some((*description).into()),
                 price: serde_json::Number::from_f64(10.0),
+                ..Product::default()
             },
             vector: Some(vector),
         })

@@ -83,3 +83,33 @@ async fn an_outage_is_a_miss_and_the_cache_comes_back() {
     )
     .await;
 }
+
+#[test]
+fn a_batch_of_hundreds_is_stored_and_found_in_one_call_each() {
+    let server = Memcached::start();
+    let cache = EmbeddingCache::new(config(server.addr()));
+    let keys: Vec<String> = (0..300)
+        .map(|i| cache_key(&format!("SKU-{i}"), "text"))
+        .collect();
+    let vectors: Vec<Vec<f32>> = (0..300)
+        .map(|i| (0..384).map(|j| (i * 384 + j) as f32 * 1e-4).collect())
+        .collect();
+    let entries: Vec<(&str, &[f32])> = keys
+        .iter()
+        .zip(&vectors)
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    cache.set_many(&entries);
+    let mut asked: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let absent = cache_key("NOT-STORED", "text");
+    asked.push(&absent);
+    let found = cache.get_many(&asked, 384);
+    assert_eq!(
+        found.len(),
+        300,
+        "every stored vector, and not the absent one"
+    );
+    for (k, v) in keys.iter().zip(&vectors) {
+        assert_eq!(found.get(k), Some(v), "{k}");
+    }
+}

@@ -3,46 +3,14 @@
 //! the vectors sentence-transformers gives.
 
 use serde_json::Value;
-use vecsync::position::GtidPosition;
 use vecsync::sink::product_id;
 use weaviate_test_server::Fault;
 
-use crate::harness::stack::{Stack, assert_same_vector, golden_descriptions, metric};
+use crate::harness::stack::{Stack, assert_same_vector, golden_descriptions, metric, vector_of};
 use crate::harness::{DEFAULT_DEADLINE, wait_until};
 
 fn sql_str(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-fn vector(obj: &Value) -> Vec<f32> {
-    obj["vector"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .filter_map(Value::as_f64)
-                .map(|x| x as f32)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn checkpoint(stack: &Stack) -> Option<GtidPosition> {
-    vecsync::checkpoint::read(&stack.checkpoint_path())
-        .expect("readable checkpoint")
-        .map(|c| c.gtid)
-}
-
-async fn wait_checkpoint_covers(stack: &Stack, position: &str) {
-    let want: GtidPosition = position.parse().expect("gtid");
-    wait_until(
-        "the checkpoint to cover the last write",
-        DEFAULT_DEADLINE,
-        || {
-            let ok = checkpoint(stack).is_some_and(|c| c.covers(&want));
-            async move { ok.then_some(()) }
-        },
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +36,7 @@ async fn snapshot_then_stream_every_op() {
         .expect("object");
     assert_eq!(obj["properties"]["name"], "Snap");
     assert_eq!(obj["properties"]["price"], serde_json::json!(12.5));
-    assert_same_vector(&vector(&obj), v1);
+    assert_same_vector(&vector_of(&obj), v1);
     // The seed's sample rows too.
     stack
         .wait_object("the seed's TS-001", "TS-001", |o| o.is_some())
@@ -89,7 +57,7 @@ async fn snapshot_then_stream_every_op() {
         .expect("object");
     assert_eq!(obj["properties"]["price"], serde_json::json!(19.99));
     assert_eq!(obj["properties"]["description"], Value::String(d2.clone()));
-    assert_same_vector(&vector(&obj), v2);
+    assert_same_vector(&vector_of(&obj), v2);
 
     // u: description change re-embeds.
     stack
@@ -105,7 +73,7 @@ async fn snapshot_then_stream_every_op() {
         })
         .await
         .expect("object");
-    assert_same_vector(&vector(&obj), v3);
+    assert_same_vector(&vector_of(&obj), v3);
 
     // u with a sku change: the old object goes, the new one comes with its vector.
     stack
@@ -116,10 +84,12 @@ async fn snapshot_then_stream_every_op() {
         .wait_object("the renamed sku", "NEW-2", |o| o.is_some())
         .await
         .expect("object");
-    assert_same_vector(&vector(&obj), v3);
+    assert_same_vector(&vector_of(&obj), v3);
     // The delete and the write of one batch go out concurrently; once the checkpoint covers the
     // change, Weaviate has confirmed both.
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     assert!(
         stack.object("NEW-1").is_none(),
         "the old sku's object was deleted"
@@ -150,7 +120,9 @@ async fn snapshot_then_stream_every_op() {
     stack
         .wait_object("a row after the truncate", "AFTER-T", |o| o.is_some())
         .await;
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
 
     running.stop().await;
     assert!(
@@ -163,13 +135,15 @@ async fn snapshot_then_stream_every_op() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_three_update_storm_costs_one_embedding_and_one_write() {
     let stack = Stack::start().await;
-    // A batch window long enough that three back-to-back statements land in one batch even on a
-    // loaded CI machine; coalescing within the batch is what is under test.
-    let running = stack.run_in_process(&["--batch-wait-ms", "300"]);
+    // A batch window and idle gap long enough that three back-to-back statements land in one
+    // batch even on a loaded CI machine; coalescing within the batch is what is under test.
+    let running = stack.run_in_process(&["--batch-wait-ms", "300", "--batch-idle-ms", "300"]);
     stack
         .wait_object("the seed rows", "TS-001", |o| o.is_some())
         .await;
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     let embedded_before = metric("vecsync_embeddings_computed_total", "");
     let posts_before = batch_posts_with(&stack, "TS-001");
 
@@ -179,7 +153,9 @@ async fn the_seeds_three_update_storm_costs_one_embedding_and_one_write() {
             o.is_some_and(|o| o["properties"]["description"] == "new description 3")
         })
         .await;
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     assert_eq!(
         metric("vecsync_embeddings_computed_total", "") - embedded_before,
         1.0,
@@ -218,7 +194,9 @@ async fn price_only_updates_keep_the_vector_and_are_not_embedded() {
         .wait_object("the seed rows", "JN-001", |o| o.is_some())
         .await
         .expect("object");
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     let embedded_before = metric("vecsync_embeddings_computed_total", "");
     let skipped_before = metric("vecsync_reembeds_skipped_total", "");
 
@@ -238,7 +216,9 @@ async fn price_only_updates_keep_the_vector_and_are_not_embedded() {
         })
         .await
         .expect("object");
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     assert_eq!(
         metric("vecsync_embeddings_computed_total", "") - embedded_before,
         0.0,
@@ -246,18 +226,29 @@ async fn price_only_updates_keep_the_vector_and_are_not_embedded() {
     );
     assert!(metric("vecsync_reembeds_skipped_total", "") - skipped_before >= 1.0);
     assert_eq!(
-        vector(&after),
-        vector(&before),
+        vector_of(&after),
+        vector_of(&before),
         "the stored vector was kept"
     );
-    assert!(
-        stack
-            .weaviate
-            .requests()
-            .iter()
-            .any(|r| r.method == "PATCH"),
-        "price changes are written as PATCH without a vector"
-    );
+    // No PATCH: each write is the whole object with the vector Weaviate already had.
+    let requests = stack.weaviate.requests();
+    assert!(requests.iter().all(|r| r.method != "PATCH"), "no PATCH");
+    let id = product_id("JN-001").to_string();
+    let writes: Vec<&serde_json::Value> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/batch/objects")
+        .filter_map(|r| r.body.as_ref())
+        .flat_map(|b| b["objects"].as_array().into_iter().flatten())
+        .filter(|o| o["id"] == id.as_str())
+        .collect();
+    assert!(writes.len() >= 2, "the price changes were written");
+    for w in writes {
+        assert_eq!(
+            w["vector"].as_array().map(|v| v.len()),
+            Some(384),
+            "every write carries the vector"
+        );
+    }
     running.stop().await;
 }
 
@@ -277,7 +268,7 @@ async fn memcached_stopped_mid_run_is_a_non_event() {
         .await;
     stack
         .wait_object("a row written during the outage", "MC-1", |o| {
-            o.is_some_and(|o| vector(o).len() == 384)
+            o.is_some_and(|o| vector_of(o).len() == 384)
         })
         .await;
     assert!(
@@ -306,7 +297,9 @@ async fn memcached_stopped_mid_run_is_a_non_event() {
                     "UPDATE catalog.products SET sku = '{to}' WHERE sku = '{from}'"
                 ))
                 .await;
-            wait_checkpoint_covers(stack, &stack.db.gtid_binlog_pos().await).await;
+            stack
+                .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+                .await;
             (metric("vecsync_embedding_cache_hits_total", "") > hits_before).then_some(())
         }
     })
@@ -322,7 +315,7 @@ async fn a_weaviate_outage_holds_the_position_and_loses_nothing() {
         .wait_object("the seed rows", "TS-001", |o| o.is_some())
         .await;
     let before_outage = stack.db.gtid_binlog_pos().await;
-    wait_checkpoint_covers(&stack, &before_outage).await;
+    stack.wait_checkpoint_covers(&before_outage).await;
 
     stack
         .weaviate
@@ -338,7 +331,7 @@ async fn a_weaviate_outage_holds_the_position_and_loses_nothing() {
         (stack.readyz().await == Some(503)).then_some(())
     })
     .await;
-    let held = checkpoint(&stack).expect("a checkpoint");
+    let held = stack.checkpoint().expect("a checkpoint");
     assert!(
         !held.covers(&during.parse().expect("gtid")),
         "the checkpoint moved past an unwritten change"
@@ -350,7 +343,7 @@ async fn a_weaviate_outage_holds_the_position_and_loses_nothing() {
             o.is_some()
         })
         .await;
-    wait_checkpoint_covers(&stack, &during).await;
+    stack.wait_checkpoint_covers(&during).await;
     wait_until("/readyz to recover", DEFAULT_DEADLINE, || async {
         (stack.readyz().await == Some(200)).then_some(())
     })
@@ -377,7 +370,9 @@ async fn a_rejected_object_goes_to_the_dead_letter_file_and_the_pipeline_goes_on
     stack
         .wait_object("the accepted row", "GOOD-1", |o| o.is_some())
         .await;
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     assert!(stack.object("BAD-1").is_none());
 
     let text = std::fs::read_to_string(stack.dead_letter_path()).expect("a dead-letter file");
@@ -421,19 +416,19 @@ async fn null_empty_huge_and_odd_descriptions() {
         .wait_object("the NULL description", "NULL-D", |o| o.is_some())
         .await
         .expect("object");
-    assert!(vector(&obj).is_empty(), "no description, no vector");
+    assert!(vector_of(&obj).is_empty(), "no description, no vector");
     assert!(obj["properties"].get("price").is_none_or(Value::is_null));
     let obj = stack
         .wait_object("the empty description", "EMPTY-D", |o| o.is_some())
         .await
         .expect("object");
-    assert!(vector(&obj).is_empty());
+    assert!(vector_of(&obj).is_empty());
     let obj = stack
         .wait_object("the huge description", "HUGE-D", |o| o.is_some())
         .await
         .expect("object");
     assert_eq!(
-        vector(&obj).len(),
+        vector_of(&obj).len(),
         384,
         "a huge text is truncated and embedded"
     );
@@ -446,7 +441,7 @@ async fn null_empty_huge_and_odd_descriptions() {
         .await
         .expect("object");
     assert_eq!(obj["properties"]["description"], odd);
-    assert_eq!(vector(&obj).len(), 384);
+    assert_eq!(vector_of(&obj).len(), 384);
     stack.wait_in_sync().await;
     running.stop().await;
 }
@@ -457,7 +452,9 @@ async fn emit_events_writes_debezium_envelopes() {
     let path = stack.dir.path().join("events.jsonl");
     let running = stack.run_in_process(&["--emit-events", &path.display().to_string()]);
     // The snapshot first, so the update below is streamed, not read by the snapshot.
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     stack
         .db
         .exec("UPDATE catalog.products SET price = 21.00 WHERE sku = 'TS-001'")
@@ -467,7 +464,9 @@ async fn emit_events_writes_debezium_envelopes() {
             o.is_some_and(|o| o["properties"]["price"] == serde_json::json!(21.0))
         })
         .await;
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     running.stop().await;
     let text = std::fs::read_to_string(&path).expect("events file");
     let events: Vec<Value> = text
@@ -504,7 +503,9 @@ async fn metrics_and_health_endpoints() {
         (stack.readyz().await == Some(200)).then_some(())
     })
     .await;
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     let base = format!("http://127.0.0.1:{}", stack.metrics_port);
     let healthz = reqwest::get(format!("{base}/healthz"))
         .await
@@ -548,7 +549,9 @@ async fn a_price_change_of_an_object_missing_from_weaviate_writes_it_whole() {
     stack
         .wait_object("the seed rows", "TS-001", |o| o.is_some())
         .await;
-    wait_checkpoint_covers(&stack, &stack.db.gtid_binlog_pos().await).await;
+    stack
+        .wait_checkpoint_covers(&stack.db.gtid_binlog_pos().await)
+        .await;
     // Someone removes the object behind vecsync's back.
     let url = format!(
         "{}/v1/objects/Product/{}",
@@ -564,8 +567,8 @@ async fn a_price_change_of_an_object_missing_from_weaviate_writes_it_whole() {
     assert_eq!(status.as_u16(), 204);
     assert!(stack.object("TS-001").is_none());
 
-    // A price-only change is a PATCH; it finds no object, so the whole object is written again,
-    // with the vector of its (unchanged) description.
+    // A price-only change: vecsync asks Weaviate what it holds, finds nothing, and writes the
+    // whole object again with a fresh vector of its (unchanged) description.
     stack
         .db
         .exec("UPDATE catalog.products SET price = 24.00 WHERE sku = 'TS-001'")
@@ -575,15 +578,20 @@ async fn a_price_change_of_an_object_missing_from_weaviate_writes_it_whole() {
         .await
         .expect("object");
     assert_eq!(obj["properties"]["price"], serde_json::json!(24.0));
-    assert_eq!(vector(&obj).len(), 384);
-    let id = product_id("TS-001").to_string();
+    assert_eq!(vector_of(&obj).len(), 384);
+    let golden = vecsync::embed::Embedder::load(&crate::harness::stack::model_dir())
+        .expect("model")
+        .embed(&["A classic crew-neck t-shirt made from 100% premium cotton."])
+        .expect("embed")
+        .remove(0);
+    crate::harness::stack::assert_same_vector(&vector_of(&obj), &golden);
     assert!(
         stack
             .weaviate
             .requests()
             .iter()
-            .any(|r| r.method == "PATCH" && r.path.ends_with(&id)),
-        "the price change was tried as a PATCH first"
+            .all(|r| r.method != "PATCH"),
+        "no PATCH"
     );
     running.stop().await;
 }

@@ -196,6 +196,45 @@ impl Stack {
         .await
     }
 
+    /// The stored checkpoint position, if any.
+    pub fn checkpoint(&self) -> Option<vecsync::position::GtidPosition> {
+        vecsync::checkpoint::read(&self.checkpoint_path())
+            .expect("readable checkpoint")
+            .map(|c| c.gtid)
+    }
+
+    /// Wait until the checkpoint covers `position` (e.g. the server's `@@gtid_binlog_pos`).
+    pub async fn wait_checkpoint_covers(&self, position: &str) {
+        let want: vecsync::position::GtidPosition = position.parse().expect("gtid");
+        wait_until(
+            "the checkpoint to cover the last write",
+            DEFAULT_DEADLINE,
+            || {
+                let ok = self.checkpoint().is_some_and(|c| c.covers(&want));
+                async move { ok.then_some(()) }
+            },
+        )
+        .await;
+    }
+
+    /// The dead-letter file's lines (none when it does not exist).
+    pub fn dead_letters(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dead_letter_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("dead letter line is JSON"))
+            .collect()
+    }
+
+    /// `GET /readyz` on the metrics port: status and body, when it answers.
+    pub async fn readyz_body(&self) -> Option<(u16, String)> {
+        let r = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.metrics_port))
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.unwrap_or_default()))
+    }
+
     /// `GET /readyz` on the metrics port: `Some(status)` when it answers.
     pub async fn readyz(&self) -> Option<u16> {
         reqwest::get(format!("http://127.0.0.1:{}/readyz", self.metrics_port))
@@ -266,6 +305,19 @@ pub async fn table_of(db: &MariaDb) -> BTreeMap<String, (String, Option<String>,
     rows.into_iter()
         .map(|(s, n, d, p)| (s, (n, d, p)))
         .collect()
+}
+
+/// The vector of a stored object as `TestServer::object` shows it (empty without one).
+pub fn vector_of(obj: &Value) -> Vec<f32> {
+    obj["vector"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(Value::as_f64)
+                .map(|x| x as f32)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The pipeline running in this process.
