@@ -1054,3 +1054,40 @@ fn header_bytes(h: &BinlogEventHeader) -> [u8; 19] {
     b[17..19].copy_from_slice(&h.flags_raw().to_le_bytes());
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_the_servers_refusals() {
+        // MariaDB 10.11's texts (sql_repl.cc), as the dump thread sends them with error 1236.
+        assert_eq!(
+            start_refusal(
+                "Could not find GTID state requested by slave in any binlog files. Probably the \
+                 slave state is too old and required binlog files have been purged."
+            ),
+            Refusal::Purged
+        );
+        assert_eq!(
+            start_refusal(
+                "Error: connecting slave requested to start from GTID 0-1-11, which is not in \
+                 the master's binlog. Since the master's binlog contains GTIDs with higher \
+                 sequence numbers, it probably means that the slave has diverged due to \
+                 executing extra erroneous transactions"
+            ),
+            Refusal::Diverged
+        );
+        assert_eq!(
+            start_refusal(
+                "Error: connecting slave requested to start from GTID 0-223344-999999, which is \
+                 not in the master's binlog"
+            ),
+            Refusal::Behind
+        );
+        assert_eq!(
+            start_refusal("binlog truncated in the middle of event"),
+            Refusal::Other
+        );
+    }
+}
