@@ -51,13 +51,17 @@ pub enum SnapshotMode {
 /// Flags of `vecsync run`. Every flag also reads an environment variable where one is named.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// MariaDB to replicate from, as mysql://user@host:port (add ?require_ssl=true for TLS).
+    /// MariaDB to replicate from, as mysql://user@host:port (add ?require_ssl=true for TLS). For
+    /// failover, list several servers in order of preference: comma-separated hosts in one URL
+    /// (mysql://user@db1:3306,db2:3306) and/or the flag repeated; vecsync streams from the first
+    /// reachable one that has its GTID position.
     #[arg(
         long,
         env = "MARIADB_URL",
-        default_value = "mysql://vecsync@localhost:3306"
+        default_value = "mysql://vecsync@localhost:3306",
+        action = clap::ArgAction::Append
     )]
-    pub mariadb_url: String,
+    pub mariadb_url: Vec<String>,
     /// MariaDB password (prefer the environment variable or --mariadb-password-file over the flag).
     #[arg(long, env = "MARIADB_PASSWORD", hide_env_values = true)]
     pub mariadb_password: Option<String>,
@@ -145,6 +149,11 @@ pub struct RunArgs {
     /// milliseconds (lets a storm coalesce).
     #[arg(long, env = "VECSYNC_BATCH_WAIT_MS", default_value_t = 10)]
     pub batch_wait_ms: u64,
+    /// Memory for changes read from the binlog but not yet confirmed by Weaviate, in MiB: the
+    /// transaction being read and every queued or in-flight batch together. A transaction larger
+    /// than this is passed on in parts.
+    #[arg(long, env = "VECSYNC_MAX_BUFFER_MB", default_value_t = crate::budget::DEFAULT_MAX_BUFFER_MB, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=1_048_576))]
+    pub max_buffer_mb: usize,
     /// A batch goes on as soon as no event arrived for this long, in milliseconds: at a low write
     /// rate a commit waits only this, not the whole --batch-wait-ms.
     #[arg(long, env = "VECSYNC_BATCH_IDLE_MS", default_value_t = 1)]
@@ -212,8 +221,10 @@ impl std::str::FromStr for TableRef {
 /// Everything `vecsync run` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The MariaDB URL without password; see `mariadb_password`.
+    /// The MariaDB URL without password; see `mariadb_password`. It may list several hosts.
     pub mariadb_url: String,
+    /// More MariaDB URLs (the flag repeated), without passwords, tried in order after the first.
+    pub mariadb_failover_urls: Vec<String>,
     pub mariadb_password: Option<Secret>,
     pub mariadb_ssl_ca: Option<PathBuf>,
     pub table: TableRef,
@@ -234,6 +245,8 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     pub batch_size: usize,
     pub batch_wait: Duration,
+    /// `--max-buffer-mb`, in bytes.
+    pub max_buffer_bytes: usize,
     pub batch_idle: Duration,
     pub shutdown_timeout: Duration,
 }
@@ -243,7 +256,26 @@ impl RunArgs {
     /// from the URL itself (which is then stripped of it).
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let table: TableRef = self.table.parse()?;
-        let (mariadb_url, url_password) = split_password(&self.mariadb_url)?;
+        let mut urls = Vec::new();
+        let mut url_password: Option<Secret> = None;
+        for url in &self.mariadb_url {
+            let (stripped, password) = split_password(url)?;
+            if let Some(p) = password {
+                if url_password.as_ref().is_some_and(|q| q != &p) {
+                    return Err(ConfigError::MariadbUrl {
+                        url: redact_url(url),
+                        reason: "the URLs carry different passwords; vecsync uses one password \
+                                 for every server (pass it with MARIADB_PASSWORD)"
+                            .into(),
+                    });
+                }
+                url_password = Some(p);
+            }
+            urls.push(stripped);
+        }
+        let mut urls = urls.into_iter();
+        let mariadb_url = urls.next().unwrap_or_default();
+        let mariadb_failover_urls: Vec<String> = urls.collect();
         let mariadb_password = match (self.mariadb_password, self.mariadb_password_file) {
             (Some(p), _) => Some(Secret::new(p)),
             (None, Some(path)) => Some(
@@ -284,6 +316,7 @@ impl RunArgs {
         };
         Ok(Config {
             mariadb_url,
+            mariadb_failover_urls,
             mariadb_password,
             mariadb_ssl_ca: self.mariadb_ssl_ca,
             table,
@@ -304,6 +337,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr,
             batch_size: self.batch_size as usize,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
+            max_buffer_bytes: self.max_buffer_mb << 20,
             batch_idle: Duration::from_millis(self.batch_idle_ms.min(self.batch_wait_ms)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })
@@ -415,6 +449,45 @@ mod tests {
         );
         assert_eq!(redact_url("mysql://u@h:1"), "mysql://u@h:1");
         assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(
+            redact_url("mysql://u:p@ss@h1:1,h2:2/db"),
+            "mysql://u:***@h1:1,h2:2/db"
+        );
+    }
+
+    #[test]
+    fn several_mariadb_servers() {
+        let cfg = parse(&[
+            "--mariadb-url",
+            "mysql://u:pw@db1:3306,db2:3306",
+            "--mariadb-url",
+            "mysql://u@db3:3306",
+        ]);
+        assert_eq!(cfg.mariadb_url, "mysql://u@db1:3306,db2:3306");
+        assert_eq!(cfg.mariadb_failover_urls, ["mysql://u@db3:3306"]);
+        assert_eq!(
+            cfg.mariadb_password.as_ref().map(Secret::expose),
+            Some("pw")
+        );
+        let mut full = vec!["vecsync"];
+        full.extend_from_slice(&[
+            "--mariadb-url",
+            "mysql://u:one@db1",
+            "--mariadb-url",
+            "mysql://u:two@db2",
+        ]);
+        let err = Cli::try_parse_from(full)
+            .expect("parse")
+            .run
+            .into_config()
+            .expect_err("two passwords");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("different passwords") && !msg.contains("two"),
+            "{msg}"
+        );
+        assert_eq!(parse(&[]).max_buffer_bytes, 256 << 20);
+        assert_eq!(parse(&["--max-buffer-mb", "64"]).max_buffer_bytes, 64 << 20);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! replay harmless.
 
 pub mod backoff;
+pub mod budget;
 pub mod checkpoint;
 pub mod config;
 pub mod dedup;

@@ -40,6 +40,9 @@ pub const COMMIT_TO_VISIBLE_SECONDS: &str = "vecsync_commit_to_visible_seconds";
 pub const CHECKPOINT_SEQUENCE: &str = "vecsync_checkpoint_sequence";
 pub const EMBEDDER_REQUESTS_TOTAL: &str = "vecsync_embedder_requests_total";
 pub const EMBEDDER_FAILURES_TOTAL: &str = "vecsync_embedder_failures_total";
+pub const SOURCE_CONNECTED: &str = "vecsync_source_connected";
+pub const BUFFER_BYTES: &str = "vecsync_buffer_bytes";
+pub const SOURCE_RECONNECTS_TOTAL: &str = "vecsync_source_reconnects_total";
 pub const WRITES_SKIPPED_TOTAL: &str = "vecsync_writes_skipped_total";
 pub const STALE_DELETED_TOTAL: &str = "vecsync_stale_objects_deleted_total";
 pub const READY: &str = "vecsync_ready";
@@ -164,6 +167,20 @@ fn describe() {
         CHECKPOINT_SEQUENCE,
         "Sequence number of the checkpoint GTID, per replication domain."
     );
+    describe_gauge!(
+        SOURCE_CONNECTED,
+        "1 while the MariaDB source has a binlog stream (or a snapshot read) established, else 0."
+    );
+    describe_counter!(
+        SOURCE_RECONNECTS_TOTAL,
+        "Times the MariaDB source reconnected after a failure."
+    );
+    describe_gauge!(
+        BUFFER_BYTES,
+        Unit::Bytes,
+        "Binlog data read but not yet confirmed by Weaviate (bounded by --max-buffer-mb)."
+    );
+    metrics::gauge!(BUFFER_BYTES).increment(0.0);
     for counter in [
         EMBEDDINGS_COMPUTED_TOTAL,
         CACHE_HITS_TOTAL,

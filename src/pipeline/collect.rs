@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{Budgeted, BytePermit};
 use crate::event::{ChangeEvent, Commit, Op, SnapshotMessage, SnapshotStarted, SourceMessage};
 use crate::telemetry::EVENTS_TOTAL;
 
@@ -98,6 +99,9 @@ pub struct Batch {
     pub moot: Vec<ChangeEvent>,
     /// Nothing else was waiting in the source's channel when the batch went on.
     pub caught_up: bool,
+    /// The memory budget its messages hold (see [`crate::budget`]): returned when the batch is
+    /// dropped, once confirmed.
+    pub permits: BytePermit,
 }
 
 impl Batch {
@@ -130,6 +134,8 @@ struct Pending {
     index: HashMap<String, usize>,
     next: usize,
     rows: u64,
+    /// The budget the chunk holds until it is done (it goes with the batch that finishes it).
+    permit: BytePermit,
 }
 
 impl Pending {
@@ -213,7 +219,7 @@ impl Collector {
         tx: mpsc::Sender<Batch>,
         cancel: &CancellationToken,
     ) where
-        M: Into<SourceMessage>,
+        M: Into<Budgeted<SourceMessage>>,
     {
         let mut closed = false;
         loop {
@@ -237,7 +243,10 @@ impl Collector {
                     Err(_) => return, // the next stage stopped; its error is reported there
                 },
                 message = rx.recv(), if receivable => match message {
-                    Some(m) => self.add(m.into()),
+                    Some(m) => {
+                        let (message, permit) = m.into().into_parts();
+                        self.add_with(message, permit);
+                    }
                     None => closed = true,
                 },
                 Some(effect) = control.recv() => self.open.effects.push(effect),
@@ -254,11 +263,18 @@ impl Collector {
 
     /// Add one source message to the open batch or the backlog.
     pub fn add(&mut self, message: SourceMessage) {
+        self.add_with(message, BytePermit::none());
+    }
+
+    /// [`Collector::add`] with the share of the memory budget the message holds: it stays with
+    /// the message's batch (or snapshot chunk) until that is confirmed.
+    pub fn add_with(&mut self, message: SourceMessage, permit: BytePermit) {
         let now = Instant::now();
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
         match message {
             SourceMessage::Event(event) => {
+                self.open.permits.merge(permit);
                 metrics::counter!(EVENTS_TOTAL, "op" => event.op.code()).increment(1);
                 if event.op == Op::Truncate {
                     // Everything before it (in this batch and waiting) is moot.
@@ -290,6 +306,7 @@ impl Collector {
                 self.in_transaction = true;
             }
             SourceMessage::Commit(commit) => {
+                self.open.permits.merge(permit);
                 if self.in_transaction {
                     self.open.commits_seen_ms.push(commit.seen_ms);
                 }
@@ -297,6 +314,7 @@ impl Collector {
                 self.in_transaction = false;
             }
             SourceMessage::Snapshot(SnapshotMessage::Started(started)) => {
+                self.open.permits.merge(permit);
                 // A new snapshot replaces any other: its chunks re-read everything.
                 self.backlog.retain(|p| p.snapshot_id == started.id);
                 self.open.effects.push(Effect::Started(started));
@@ -314,6 +332,7 @@ impl Collector {
                     },
                     items,
                     rows,
+                    permit,
                 );
             }
             SourceMessage::Snapshot(SnapshotMessage::Absent(absence)) => {
@@ -329,6 +348,7 @@ impl Collector {
                     },
                     items,
                     0,
+                    permit,
                 );
             }
         }
@@ -340,6 +360,7 @@ impl Collector {
         kind: PendingKind,
         items: Vec<Change>,
         rows: u64,
+        permit: BytePermit,
     ) {
         let mut index = HashMap::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
@@ -354,6 +375,7 @@ impl Collector {
             index,
             next: 0,
             rows,
+            permit,
         });
     }
 
@@ -386,7 +408,9 @@ impl Collector {
                 break;
             }
             batch.effects.push(front.effect());
-            self.backlog.pop_front();
+            if let Some(done) = self.backlog.pop_front() {
+                batch.permits.merge(done.permit);
+            }
         }
         batch
     }

@@ -25,6 +25,7 @@ pub mod inflight;
 pub mod plan;
 pub mod prepare;
 pub mod reconcile;
+pub mod source_watch;
 pub mod sweep;
 pub mod text;
 pub mod vectors;
@@ -157,8 +158,18 @@ async fn replicate(
     // The source starts first so that a MariaDB problem (credentials, settings, purged binlog)
     // is reported at once, even while the model loads or Weaviate is still down. Until the
     // worker runs, the bounded channel holds it back.
-    let source = BinlogSource::new(source_config(config))?;
+    let source_settings = source_config(config);
+    let heartbeat = source_settings.heartbeat;
+    let source = BinlogSource::new(source_settings)?;
     let snapshot_control = source.snapshot_control();
+    let watching = tokio::spawn(source_watch::watch(
+        source.status(),
+        health.clone(),
+        heartbeat,
+        cancel.child_token(),
+    ));
+    // Whatever way run ends, the watcher ends with it.
+    let _watching = AbortOnDrop(watching);
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let source_cancel = cancel.child_token();
     let mut source_task = tokio::spawn(source.run(
@@ -366,6 +377,8 @@ fn source_config(config: &Config) -> SourceConfig {
     source.snapshot = config.snapshot;
     source.start_gtid = config.gtid.clone();
     source.snapshot_chunk_rows = config.snapshot_chunk_rows;
+    source.failover_urls = config.mariadb_failover_urls.clone();
+    source.max_buffer_bytes = config.max_buffer_bytes;
     source
 }
 
@@ -379,6 +392,15 @@ fn weaviate_config(config: &Config, dimension: usize, rule: &TextRule) -> Weavia
     weaviate.consistency_level = config.consistency_level;
     weaviate.vector_dimensions = dimension;
     weaviate
+}
+
+/// Aborts a helper task when the function that spawned it returns, however it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ pub struct Prepared {
     pub commits_seen_ms: Vec<i64>,
     pub effects: Vec<Effect>,
     pub caught_up: bool,
+    /// The batch's share of the memory budget, returned when the writer drops it (confirmed).
+    pub permits: crate::budget::BytePermit,
 }
 
 /// The preparing stage.
@@ -80,6 +82,7 @@ impl Preparer {
             effects,
             moot,
             caught_up,
+            permits,
         } = batch;
         if !changes.is_empty() || truncate.is_some() {
             metrics::histogram!(BATCH_SIZE).record(changes.len() as f64);
@@ -100,6 +103,7 @@ impl Preparer {
             commits_seen_ms,
             effects,
             caught_up,
+            permits,
             ..Prepared::default()
         };
         if prepared.truncate {

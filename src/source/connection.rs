@@ -1,6 +1,20 @@
 //! Connecting to MariaDB: options from the URL plus a password that never appears in a URL, a
-//! log or an error message, and login failures told apart from unreachable servers.
+//! log or an error message, login failures told apart from unreachable servers, several servers
+//! to fail over between, and a read timeout on every query.
+//!
+//! # Several servers
+//! A URL may list several hosts (`mysql://user@db1:3306,db2:3306/?require_ssl=true`); each
+//! becomes an [`Endpoint`] with the URL's user and options, in order, followed by those of any
+//! further URLs. The replicator tries them in that order on every (re)connect.
+//!
+//! # Limits
+//! Every connection accepts packets up to MariaDB's 1 GiB maximum: the dump thread sends binlog
+//! events of any size up to that whatever the session's `max_allowed_packet` is, and a snapshot
+//! may read rows that large. Every query waits at most the configured read timeout for an answer
+//! ([`timed`]): a connection that went silent (a half-open TCP connection) is given up instead
+//! of waiting for the operating system's keepalive.
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,6 +25,9 @@ use super::error::SourceError;
 /// How long a connection attempt may take, handshake and login included.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// MariaDB's largest packet (`MAX_MAX_ALLOWED_PACKET`), the largest binlog event it sends.
+pub(crate) const MAX_PACKET: usize = 1024 * 1024 * 1024;
+
 /// Where and as whom to connect.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
@@ -18,6 +35,8 @@ pub(crate) struct Endpoint {
     /// The URL with any password replaced by `***`.
     pub url: String,
     pub user: String,
+    /// How long a query may wait for its answer.
+    pub read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -27,6 +46,60 @@ impl std::fmt::Debug for Endpoint {
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
+}
+
+/// One endpoint per host of each URL, in order (see the module documentation).
+pub(crate) fn endpoints(
+    urls: &[String],
+    password: Option<&Secret>,
+    ssl_ca: Option<&Path>,
+    read_timeout: Duration,
+) -> Result<Vec<Endpoint>, SourceError> {
+    let mut out = Vec::new();
+    for url in urls {
+        for single in split_hosts(url).map_err(|reason| SourceError::Url {
+            url: redact_url(url),
+            reason,
+        })? {
+            let mut endpoint = Endpoint::new(&single, password, ssl_ca)?;
+            endpoint.read_timeout = read_timeout;
+            out.push(endpoint);
+        }
+    }
+    if out.is_empty() {
+        return Err(SourceError::Url {
+            url: String::new(),
+            reason: "no MariaDB server given".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// `mysql://user@h1:1,h2:2/db?x` -> `mysql://user@h1:1/db?x`, `mysql://user@h2:2/db?x`.
+pub(crate) fn split_hosts(url: &str) -> Result<Vec<String>, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(vec![url.to_owned()]);
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut out = Vec::new();
+    for host in hosts.split(',') {
+        let host = host.trim();
+        if host.is_empty() {
+            return Err("an empty host in the list of hosts".into());
+        }
+        out.push(match userinfo {
+            Some(u) => format!("{scheme}://{u}@{host}{tail}"),
+            None => format!("{scheme}://{host}{tail}"),
+        });
+    }
+    Ok(out)
 }
 
 impl Endpoint {
@@ -46,7 +119,9 @@ impl Endpoint {
         let user = opts.user().unwrap_or("").to_owned();
         let mut builder = mysql_async::OptsBuilder::from_opts(opts)
             // Notice a dead peer even when no heartbeat is due.
-            .tcp_keepalive(Some(Duration::from_secs(10)));
+            .tcp_keepalive(Some(Duration::from_secs(10)))
+            // The session's max_allowed_packet (16 MiB by default) is not what the server sends.
+            .max_allowed_packet(Some(MAX_PACKET));
         if let Some(p) = password {
             builder = builder.pass(Some(p.expose()));
         }
@@ -68,6 +143,7 @@ impl Endpoint {
             opts: builder.into(),
             url: redacted,
             user,
+            read_timeout: DEFAULT_READ_TIMEOUT,
         })
     }
 
@@ -80,12 +156,7 @@ impl Endpoint {
             Ok(result) => result.map_err(|e| self.login_error(e)),
             Err(_) => Err(SourceError::Connect {
                 url: self.url.clone(),
-                source: Box::new(mysql_async::Error::Io(mysql_async::IoError::Io(
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-                    ),
-                ))),
+                cause: Box::new(timed_out(CONNECT_TIMEOUT)),
             }),
         }
     }
@@ -117,9 +188,67 @@ impl Endpoint {
             },
             _ => SourceError::Connect {
                 url: self.url.clone(),
-                source: Box::new(e),
+                cause: Box::new(e),
             },
         }
+    }
+
+    /// Whether the connection is encrypted (`require_ssl` in the URL or `--mariadb-ssl-ca`).
+    pub(crate) fn uses_tls(&self) -> bool {
+        self.opts.ssl_opts().is_some()
+    }
+
+    /// A warning when a password would cross the network unencrypted: the login exchange (and
+    /// with `enable_cleartext_plugin`, the password itself) and every row can be read on the
+    /// way. Loopback and unix socket connections never leave the machine.
+    pub(crate) fn plain_text_warning(&self) -> Option<String> {
+        let has_password = self.opts.pass().is_some_and(|p| !p.is_empty());
+        if !has_password || self.uses_tls() || self.opts.socket().is_some() {
+            return None;
+        }
+        let host = self.opts.ip_or_hostname();
+        let local = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if local {
+            return None;
+        }
+        Some(format!(
+            "the connection to MariaDB at {} is not encrypted: the login exchange for user {:?} \
+             and every replicated row travel in plain text. Add ?require_ssl=true to the URL (and \
+             --mariadb-ssl-ca for a private CA)",
+            self.url, self.user
+        ))
+    }
+}
+
+/// How long a query waits for an answer unless configured otherwise.
+pub(crate) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The driver error a query that got no answer in time fails with: an I/O error, so it is
+/// transient and the connection is replaced.
+pub(crate) fn timed_out(limit: Duration) -> mysql_async::Error {
+    mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer from MariaDB within {} s (the connection is presumed dead)",
+            limit.as_secs_f64()
+        ),
+    )))
+}
+
+/// Run one query (or any driver call) with a read timeout. After a timeout the connection is in
+/// an unknown state: the caller must drop it, which the error path does.
+pub(crate) async fn timed<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, mysql_async::Error> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(limit)),
     }
 }
 
@@ -150,5 +279,58 @@ mod tests {
         let err = Endpoint::new("mysql://u:pw@host:notaport", None, None).expect_err("bad url");
         assert!(!err.to_string().contains("pw@"), "{err}");
         assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn one_endpoint_per_host_in_order() {
+        let urls = [
+            "mysql://repl:pw@db1:3306,db2:3307/x?require_ssl=true".to_owned(),
+            "mysql://other@db3".to_owned(),
+        ];
+        let all = endpoints(&urls, None, None, Duration::from_secs(5)).expect("endpoints");
+        let seen: Vec<&str> = all.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(
+            seen,
+            [
+                "mysql://repl:***@db1:3306/x?require_ssl=true",
+                "mysql://repl:***@db2:3307/x?require_ssl=true",
+                "mysql://other@db3"
+            ]
+        );
+        assert!(all[0].uses_tls() && all[1].uses_tls() && !all[2].uses_tls());
+        assert_eq!(all[2].read_timeout, Duration::from_secs(5));
+        assert!(split_hosts("mysql://u@a,,b").is_err());
+    }
+
+    #[test]
+    fn warns_about_passwords_over_plain_text_off_the_machine() {
+        let pw = Secret::new("pw");
+        let warn = |url: &str, password: Option<&Secret>| {
+            Endpoint::new(url, password, None)
+                .expect("endpoint")
+                .plain_text_warning()
+        };
+        let w = warn("mysql://repl@db.example:3306", Some(&pw)).expect("plain text");
+        assert!(
+            w.contains("db.example") && w.contains("require_ssl") && !w.contains("pw@"),
+            "{w}"
+        );
+        assert!(warn("mysql://repl@db.example:3306?require_ssl=true", Some(&pw)).is_none());
+        assert!(
+            warn("mysql://repl@127.0.0.1:3306", Some(&pw)).is_none(),
+            "loopback"
+        );
+        assert!(
+            warn("mysql://repl@localhost:3306", Some(&pw)).is_none(),
+            "loopback"
+        );
+        assert!(
+            warn("mysql://repl@db.example:3306", None).is_none(),
+            "no password"
+        );
+        assert!(
+            warn("mysql://repl:pw@10.0.0.5:3306", None).is_some(),
+            "in the URL"
+        );
     }
 }

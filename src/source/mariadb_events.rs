@@ -1,10 +1,18 @@
 //! Byte-level decoding of the binlog events vecsync reads itself rather than through
-//! `mysql_common`: MariaDB's own events (GTID 162, GTID_LIST 163, the compressed events 165-171),
-//! ROTATE, QUERY and the row events' bodies, plus the CRC32 checksum check.
+//! `mysql_common`: MariaDB's own events (GTID 162 with its XA id, GTID_LIST 163, the compressed
+//! events 165-171), ROTATE, QUERY (and EXECUTE_LOAD_QUERY), XA_PREPARE, INCIDENT and the row
+//! events' bodies, plus the CRC32 checksum check.
 //!
 //! `mysql_async` hands MariaDB's events 160-171 over as raw bytes (its parser only knows MySQL's
 //! types), so these decoders are small and tested on their own. Every function takes the event
 //! data without the 19-byte header and without the trailing checksum.
+//!
+//! # Which events exist
+//! [`kind_of`] sorts every type code into what the source does with it. The list is MariaDB's
+//! `Log_event_type` as of 10.6 to 11.8 (`sql/log_event.h`); anything else (MySQL-only types,
+//! pre-5.0 formats, events of newer servers such as 12.3's PARTIAL_ROW_DATA) is unknown and
+//! stops replication, unless its header carries `LOG_EVENT_IGNORABLE_F`, whose contract is that
+//! a reader that does not know the event may skip it.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -14,14 +22,25 @@ use crate::position::Gtid;
 /// Binlog event type codes vecsync acts on.
 pub(crate) mod event_type {
     pub const QUERY: u8 = 2;
+    pub const STOP: u8 = 3;
     pub const ROTATE: u8 = 4;
+    pub const INTVAR: u8 = 5;
+    pub const APPEND_BLOCK: u8 = 9;
+    pub const DELETE_FILE: u8 = 11;
+    pub const RAND: u8 = 13;
+    pub const USER_VAR: u8 = 14;
     pub const FORMAT_DESCRIPTION: u8 = 15;
     pub const XID: u8 = 16;
+    pub const BEGIN_LOAD_QUERY: u8 = 17;
+    pub const EXECUTE_LOAD_QUERY: u8 = 18;
     pub const TABLE_MAP: u8 = 19;
     pub const WRITE_ROWS_V1: u8 = 23;
     pub const UPDATE_ROWS_V1: u8 = 24;
     pub const DELETE_ROWS_V1: u8 = 25;
+    pub const INCIDENT: u8 = 26;
     pub const HEARTBEAT: u8 = 27;
+    pub const IGNORABLE: u8 = 28;
+    pub const ROWS_QUERY: u8 = 29;
     pub const WRITE_ROWS_V2: u8 = 30;
     pub const UPDATE_ROWS_V2: u8 = 31;
     pub const DELETE_ROWS_V2: u8 = 32;
@@ -43,9 +62,95 @@ pub(crate) mod event_type {
 
 /// Header flag of events the server made up (the first ROTATE of a stream, for example).
 pub(crate) const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
+/// Header flag of events a reader may skip when it does not know their type.
+pub(crate) const LOG_EVENT_IGNORABLE_F: u16 = 0x80;
 
 /// GTID event flag: the group is one statement with no BEGIN/COMMIT around it (DDL).
 const FL_STANDALONE: u8 = 0x01;
+/// GTID event flag: a commit id (8 bytes) follows the flags.
+const FL_GROUP_COMMIT_ID: u8 = 0x02;
+/// GTID event flags: the group is an `XA PREPARE`d transaction, or its `XA COMMIT`/`ROLLBACK`;
+/// the XA id follows.
+const FL_PREPARED_XA: u8 = 0x40;
+const FL_COMPLETED_XA: u8 = 0x80;
+
+/// What the source does with an event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    /// Decoded and acted on.
+    Handled,
+    /// Known, and carries nothing the source needs: statement-based context (INTVAR, RAND,
+    /// USER_VAR; the QUERY after them is what matters), LOAD DATA file blocks (the
+    /// EXECUTE_LOAD_QUERY after them is what matters), a server's STOP marker, and types whose
+    /// definition says they may be ignored.
+    Ignored,
+    /// The server recorded that events are missing.
+    Incident,
+    /// Not an event of the supported MariaDB versions.
+    Unknown,
+}
+
+/// What to do with events of type `ty` (see the module documentation).
+pub(crate) fn kind_of(ty: u8) -> EventKind {
+    use event_type::*;
+    match ty {
+        QUERY | ROTATE | FORMAT_DESCRIPTION | XID | TABLE_MAP | HEARTBEAT | XA_PREPARE
+        | EXECUTE_LOAD_QUERY | GTID | GTID_LIST | QUERY_COMPRESSED => EventKind::Handled,
+        t if rows_event_kind(t).is_some() => EventKind::Handled,
+        STOP | INTVAR | APPEND_BLOCK | DELETE_FILE | RAND | USER_VAR | BEGIN_LOAD_QUERY
+        | IGNORABLE | ROWS_QUERY | ANNOTATE_ROWS | BINLOG_CHECKPOINT | START_ENCRYPTION => {
+            EventKind::Ignored
+        }
+        INCIDENT => EventKind::Incident,
+        _ => EventKind::Unknown,
+    }
+}
+
+/// The name of an event type vecsync does not decode, when it has one (for error messages).
+pub(crate) fn unknown_type_name(ty: u8) -> Option<&'static str> {
+    Some(match ty {
+        0 => "UNKNOWN_EVENT",
+        1 => "START_EVENT_V3 (MySQL 4)",
+        6 => "LOAD_EVENT (MySQL 4)",
+        7 => "SLAVE_EVENT",
+        8 => "CREATE_FILE_EVENT (MySQL 4)",
+        10 => "EXEC_LOAD_EVENT (MySQL 4)",
+        12 => "NEW_LOAD_EVENT (MySQL 4)",
+        20..=22 => "PRE_GA rows event (MySQL 5.1 betas)",
+        33 => "GTID_LOG_EVENT (MySQL)",
+        34 => "ANONYMOUS_GTID_LOG_EVENT (MySQL)",
+        35 => "PREVIOUS_GTIDS_LOG_EVENT (MySQL)",
+        36 => "TRANSACTION_CONTEXT_EVENT (MySQL)",
+        37 => "VIEW_CHANGE_EVENT (MySQL)",
+        39 => "PARTIAL_UPDATE_ROWS_EVENT (MySQL)",
+        40 => "TRANSACTION_PAYLOAD_EVENT (MySQL)",
+        41 => "HEARTBEAT_LOG_EVENT_V2 (MySQL)",
+        172 => "PARTIAL_ROW_DATA_EVENT (MariaDB 12.3+)",
+        _ => return None,
+    })
+}
+
+/// An XA transaction id (`formatID`, `gtrid`, `bqual`), as the binlog carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Xid {
+    pub format_id: u32,
+    pub gtrid: Vec<u8>,
+    pub bqual: Vec<u8>,
+}
+
+impl std::fmt::Display for Xid {
+    /// As `XA RECOVER FORMAT='SQL'` and the binlog print it: `X'..',X'..',format`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        write!(
+            f,
+            "X'{}',X'{}',{}",
+            hex(&self.gtrid),
+            hex(&self.bqual),
+            self.format_id
+        )
+    }
+}
 
 /// An event that is shorter than its format requires, or otherwise malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,12 +232,24 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// What an event group is, as far as XA goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum XaRole {
+    /// An ordinary group.
+    None,
+    /// The group of an `XA PREPARE`: its rows count only once `XA COMMIT` says so.
+    Prepare(Xid),
+    /// The group of `XA COMMIT` or `XA ROLLBACK` of a prepared transaction.
+    Complete(Xid),
+}
+
 /// A MariaDB GTID event (162): the start of an event group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GtidEvent {
     pub gtid: Gtid,
     /// The group is a single statement (DDL) with no BEGIN/COMMIT: it ends after its one QUERY.
     pub standalone: bool,
+    pub xa: XaRole,
 }
 
 /// Decode a GTID event. The server id comes from the event header.
@@ -141,6 +258,26 @@ pub(crate) fn parse_gtid(data: &[u8], server_id: u32) -> Result<GtidEvent, Malfo
     let sequence = r.uint_le(8)?;
     let domain_id = u32::try_from(r.uint_le(4)?).unwrap_or(u32::MAX);
     let flags = r.u8()?;
+    if flags & FL_GROUP_COMMIT_ID != 0 {
+        r.uint_le(8)?;
+    }
+    let xa = if flags & (FL_PREPARED_XA | FL_COMPLETED_XA) != 0 {
+        let format_id = u32::try_from(r.uint_le(4)?).unwrap_or(u32::MAX);
+        let gtrid_len = r.u8()? as usize;
+        let bqual_len = r.u8()? as usize;
+        let xid = Xid {
+            format_id,
+            gtrid: r.bytes(gtrid_len)?.to_vec(),
+            bqual: r.bytes(bqual_len)?.to_vec(),
+        };
+        if flags & FL_PREPARED_XA != 0 {
+            XaRole::Prepare(xid)
+        } else {
+            XaRole::Complete(xid)
+        }
+    } else {
+        XaRole::None
+    };
     Ok(GtidEvent {
         gtid: Gtid {
             domain_id,
@@ -148,7 +285,25 @@ pub(crate) fn parse_gtid(data: &[u8], server_id: u32) -> Result<GtidEvent, Malfo
             sequence,
         },
         standalone: flags & FL_STANDALONE != 0,
+        xa,
     })
+}
+
+/// Decode an XA_PREPARE event (38): whether it is a one-phase commit (MySQL writes those; MariaDB
+/// logs `XA COMMIT ... ONE PHASE` as an ordinary transaction).
+pub(crate) fn parse_xa_prepare(data: &[u8]) -> Result<bool, MalformedEvent> {
+    Ok(Reader::new(data, "XA_PREPARE").u8()? != 0)
+}
+
+/// Decode an INCIDENT event (26): its number and message.
+pub(crate) fn parse_incident(data: &[u8]) -> Result<(u16, String), MalformedEvent> {
+    let mut r = Reader::new(data, "INCIDENT");
+    let number = u16::try_from(r.uint_le(2)?).unwrap_or(u16::MAX);
+    let message = match r.u8() {
+        Ok(len) => String::from_utf8_lossy(r.bytes(len as usize)?).into_owned(),
+        Err(_) => String::new(),
+    };
+    Ok((number, message))
 }
 
 /// Decode a GTID_LIST event (163): the binlog state at the start of a binlog file.
@@ -215,19 +370,37 @@ impl QueryEvent<'_> {
     }
 }
 
-/// Decode a QUERY event (2), or a QUERY_COMPRESSED event (165) whose statement is compressed.
-pub(crate) fn parse_query(data: &[u8], compressed: bool) -> Result<QueryEvent<'_>, MalformedEvent> {
+/// How a QUERY-like event is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueryLayout {
+    Plain,
+    /// QUERY_COMPRESSED (165): the statement is compressed.
+    Compressed,
+    /// EXECUTE_LOAD_QUERY (18): 13 more post-header bytes (file id, file name positions,
+    /// duplicate handling) before the status variables.
+    ExecuteLoad,
+}
+
+/// Decode a QUERY event (2), a QUERY_COMPRESSED event (165) or an EXECUTE_LOAD_QUERY event (18,
+/// a statement-logged `LOAD DATA`).
+pub(crate) fn parse_query(
+    data: &[u8],
+    layout: QueryLayout,
+) -> Result<QueryEvent<'_>, MalformedEvent> {
     let mut r = Reader::new(data, "QUERY");
     let _thread_id = r.uint_le(4)?;
     let _exec_time = r.uint_le(4)?;
     let schema_len = r.u8()? as usize;
     let _error_code = r.uint_le(2)?;
     let status_len = r.uint_le(2)? as usize;
+    if layout == QueryLayout::ExecuteLoad {
+        r.bytes(13)?;
+    }
     r.bytes(status_len)?;
     let schema = String::from_utf8_lossy(r.bytes(schema_len)?).into_owned();
     r.u8()?; // the schema's terminating NUL
     let rest = r.rest();
-    let query = if compressed {
+    let query = if layout == QueryLayout::Compressed {
         Cow::Owned(decompress(rest, "QUERY_COMPRESSED")?)
     } else {
         Cow::Borrowed(rest)
@@ -475,7 +648,7 @@ mod tests {
     #[test]
     fn decodes_plain_and_compressed_queries() {
         let plain = query_event("catalog", b"TRUNCATE products");
-        let q = parse_query(&plain, false).expect("query");
+        let q = parse_query(&plain, QueryLayout::Plain).expect("query");
         assert_eq!(q.schema, "catalog");
         assert_eq!(q.query_text(), "TRUNCATE products");
 
@@ -483,9 +656,105 @@ mod tests {
         let mut payload = vec![0x81, text.len() as u8];
         payload.extend_from_slice(&zlib(&text));
         let packed = query_event("", &payload);
-        let q = parse_query(&packed, true).expect("compressed");
+        let q = parse_query(&packed, QueryLayout::Compressed).expect("compressed");
         assert_eq!(q.schema, "");
         assert_eq!(q.query.as_ref(), text.as_slice());
+    }
+
+    #[test]
+    fn decodes_xa_gtid_events() {
+        // `XA START X'7831',X'',1 GTID 0-1-4` as MariaDB 10.11 wrote it: FL_PREPARED_XA, format
+        // id 1, gtrid "x1", no bqual.
+        let mut data = Vec::new();
+        data.extend_from_slice(&4u64.to_le_bytes());
+        data.extend_from_slice(&0u32.to_le_bytes());
+        data.push(0x40);
+        data.extend_from_slice(&1u32.to_le_bytes());
+        data.extend_from_slice(&[2, 0, b'x', b'1']);
+        let ev = parse_gtid(&data, 1).expect("gtid");
+        let XaRole::Prepare(xid) = &ev.xa else {
+            panic!("a prepare: {ev:?}")
+        };
+        assert_eq!(xid.to_string(), "X'7831',X'',1");
+        assert!(!ev.standalone);
+        // Its XA COMMIT: standalone, FL_COMPLETED_XA, a commit id before the XA id.
+        let mut data = Vec::new();
+        data.extend_from_slice(&5u64.to_le_bytes());
+        data.extend_from_slice(&0u32.to_le_bytes());
+        data.push(0x80 | 0x02 | 0x01);
+        data.extend_from_slice(&99u64.to_le_bytes());
+        data.extend_from_slice(&1u32.to_le_bytes());
+        data.extend_from_slice(&[2, 1, b'x', b'1', b'q']);
+        let ev = parse_gtid(&data, 1).expect("gtid");
+        assert!(ev.standalone);
+        assert_eq!(
+            ev.xa,
+            XaRole::Complete(Xid {
+                format_id: 1,
+                gtrid: b"x1".to_vec(),
+                bqual: b"q".to_vec()
+            })
+        );
+        assert!(
+            parse_gtid(&data[..data.len() - 1], 1).is_err(),
+            "short XA id"
+        );
+    }
+
+    #[test]
+    fn sorts_every_event_type() {
+        use event_type::*;
+        for ty in [
+            QUERY,
+            XID,
+            TABLE_MAP,
+            GTID,
+            XA_PREPARE,
+            WRITE_ROWS_V1,
+            DELETE_ROWS_COMPRESSED_V2,
+        ] {
+            assert_eq!(kind_of(ty), EventKind::Handled, "{ty}");
+        }
+        for ty in [
+            INTVAR,
+            RAND,
+            USER_VAR,
+            STOP,
+            ANNOTATE_ROWS,
+            BINLOG_CHECKPOINT,
+            BEGIN_LOAD_QUERY,
+        ] {
+            assert_eq!(kind_of(ty), EventKind::Ignored, "{ty}");
+        }
+        assert_eq!(kind_of(INCIDENT), EventKind::Incident);
+        for ty in [0, 1, 33, 40, 172, 200, 255] {
+            assert_eq!(kind_of(ty), EventKind::Unknown, "{ty}");
+        }
+        assert_eq!(
+            unknown_type_name(172),
+            Some("PARTIAL_ROW_DATA_EVENT (MariaDB 12.3+)")
+        );
+        assert_eq!(unknown_type_name(200), None);
+    }
+
+    #[test]
+    fn decodes_incidents_and_load_queries() {
+        let (number, message) = parse_incident(&[1, 0, 3, b'a', b'b', b'c']).expect("incident");
+        assert_eq!((number, message.as_str()), (1, "abc"));
+        assert_eq!(parse_incident(&[2, 0]).expect("no message").1, "");
+        // EXECUTE_LOAD_QUERY: the query post-header, 13 more bytes, then as QUERY.
+        let mut d = Vec::new();
+        d.extend_from_slice(&5u32.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.push(7);
+        d.extend_from_slice(&0u16.to_le_bytes());
+        d.extend_from_slice(&0u16.to_le_bytes());
+        d.extend_from_slice(&[0; 13]);
+        d.extend_from_slice(b"catalog\0LOAD DATA INFILE 'f' INTO TABLE products");
+        let q = parse_query(&d, QueryLayout::ExecuteLoad).expect("load query");
+        assert_eq!(q.schema, "catalog");
+        assert!(q.query_text().starts_with("LOAD DATA"));
+        assert!(parse_xa_prepare(&[1, 0, 0, 0, 0]).expect("xa"));
     }
 
     #[test]

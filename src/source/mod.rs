@@ -16,8 +16,13 @@
 //!      ├─ columns         names, signedness, charsets, ENUM/SET members (or information_schema)
 //!      ├─ rows            row images -> cells (DECIMAL exact, temporal fractions)
 //!      ├─ values          cells and snapshot values -> the same JSON
-//!      └─ statement       which QUERY events matter (COMMIT, TRUNCATE, DDL)
+//!      └─ statement       which QUERY events matter (COMMIT, XA, TRUNCATE, DDL, partitions)
+//!  ├─ connection  endpoints (several servers), 1 GiB packets, read timeouts
+//!  ├─ emitter     the channel, the memory budget, prepared XA transactions
+//!  └─ status      SourceStatus: connected, last error, reconnects, last heard
 //! ```
+//!
+//! The channel's items carry their share of the memory budget ([`crate::budget`]).
 
 mod binlog;
 mod columns;
@@ -30,11 +35,14 @@ mod replicator;
 mod rows;
 pub mod snapshot;
 mod statement;
+mod status;
 mod table_map;
 mod values;
 
-pub use error::SourceError;
+pub use emitter::Item;
+pub use error::{SUPPORTED_VERSIONS, SourceError};
 pub use preflight::Preflight;
 pub use replicator::{BinlogSource, DEFAULT_SERVER_ID, SourceConfig, Start};
 pub use rows::RowError;
 pub use snapshot::{MAX_CHUNKS_AHEAD, ReadPoint, SnapshotControl, TableChunk, TableReader};
+pub use status::{SourceHealth, SourceStatus};

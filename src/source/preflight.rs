@@ -3,13 +3,21 @@
 //! replicating partial rows).
 //!
 //! Required: MariaDB, `log_bin=ON`, `binlog_format=ROW`, `binlog_row_image=FULL`, the
-//! `REPLICATION SLAVE` privilege and `SELECT` on the table. `binlog_row_metadata` other than
-//! FULL is only a warning: column names then come from information_schema.
+//! `REPLICATION SLAVE` privilege and `SELECT` on the table, and on a server that is itself a
+//! replica `log_slave_updates=ON` (without it the changes it replicates never reach its binlog).
+//! Warnings: `binlog_row_metadata` other than FULL (column names then come from
+//! information_schema), and foreign keys whose `ON DELETE`/`ON UPDATE CASCADE` or `SET NULL`
+//! change the table's rows inside InnoDB, where the binlog never shows them.
+//!
+//! Every query has the connection's read timeout.
+
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
 use crate::config::TableRef;
 
+use super::connection::timed;
 use super::error::SourceError;
 
 /// What the checks found out, for the log and the source.
@@ -35,26 +43,38 @@ fn setting(setting: &'static str, value: &str, why: &'static str, fix: String) -
 }
 
 fn server_error(doing: &'static str, table: &TableRef, e: mysql_async::Error) -> SourceError {
-    SourceError::Server {
-        doing,
-        table: table.to_string(),
-        position: String::new(),
-        source: Box::new(e),
+    if super::error::is_transient_mysql(&e) {
+        SourceError::Connection {
+            doing,
+            table: table.to_string(),
+            position: String::new(),
+            cause: Box::new(e),
+        }
+    } else {
+        SourceError::Server {
+            doing,
+            table: table.to_string(),
+            position: String::new(),
+            cause: Box::new(e),
+        }
     }
 }
 
-/// Run every check on `conn` for `table`.
+/// Run every check on `conn` for `table`, each query waiting at most `limit`.
 pub(crate) async fn check(
     conn: &mut mysql_async::Conn,
     table: &TableRef,
+    limit: Duration,
 ) -> Result<Preflight, SourceError> {
-    let row: Option<(String, String, String, String, String, String)> = conn
-        .query_first(
+    let row: Option<(String, String, String, String, String, String)> = timed(
+        limit,
+        conn.query_first(
             "SELECT @@version, CAST(@@log_bin AS CHAR), @@binlog_format, @@binlog_row_image, \
              CAST(@@server_id AS CHAR), CURRENT_USER()",
-        )
-        .await
-        .map_err(|e| server_error("reading server settings", table, e))?;
+        ),
+    )
+    .await
+    .map_err(|e| server_error("reading server settings", table, e))?;
     let Some((version, log_bin, format, row_image, server_id, current_user)) = row else {
         return Err(SourceError::Unsupported(
             "the server returned no settings".into(),
@@ -97,12 +117,14 @@ pub(crate) async fn check(
 
     let mut warnings = Vec::new();
     // binlog_row_metadata exists since MariaDB 10.5; older servers behave as NO_LOG.
-    let row_metadata: String = conn
-        .query_first::<String, _>("SELECT @@binlog_row_metadata")
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "NO_LOG".to_owned());
+    let row_metadata: String = timed(
+        limit,
+        conn.query_first::<String, _>("SELECT @@binlog_row_metadata"),
+    )
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| "NO_LOG".to_owned());
     let row_metadata_full = row_metadata.eq_ignore_ascii_case("FULL");
     if !row_metadata_full {
         warnings.push(format!(
@@ -113,8 +135,9 @@ pub(crate) async fn check(
     }
 
     let grantee = grantee_sql(&current_user);
-    let grants: Vec<String> = conn
-        .query("SHOW GRANTS")
+    replica_settings(conn, table, limit, &mut warnings, cnf).await?;
+
+    let grants: Vec<String> = timed(limit, conn.query("SHOW GRANTS"))
         .await
         .map_err(|e| server_error("reading the user's privileges", table, e))?;
     match has_replication_slave(&grants) {
@@ -138,7 +161,7 @@ pub(crate) async fn check(
         quote_ident(&table.db),
         quote_ident(&table.table)
     );
-    if let Err(e) = conn.query_drop(probe).await {
+    if let Err(e) = timed(limit, conn.query_drop(probe)).await {
         return Err(match &e {
             mysql_async::Error::Server(s) if matches!(s.code, 1142 | 1143 | 1044) => {
                 SourceError::Privilege {
@@ -162,12 +185,115 @@ pub(crate) async fn check(
         });
     }
 
+    warnings.extend(cascading_foreign_keys(conn, table, limit).await?);
+
     Ok(Preflight {
         server_version: version,
         server_id: server_id.parse().unwrap_or(0),
         row_metadata_full,
         warnings,
     })
+}
+
+/// A replica must write what it replicates to its own binlog, or vecsync never sees it. Whether
+/// the server replicates is read from `SHOW ALL SLAVES STATUS` (needs SLAVE MONITOR, or REPLICA
+/// MONITOR); without that privilege a non-empty `@@gtid_slave_pos` (the server replicated
+/// something once) with `log_slave_updates=OFF` is only a warning.
+async fn replica_settings(
+    conn: &mut mysql_async::Conn,
+    table: &TableRef,
+    limit: Duration,
+    warnings: &mut Vec<String>,
+    cnf: &str,
+) -> Result<(), SourceError> {
+    let row: Option<(String, Option<String>)> = timed(
+        limit,
+        conn.query_first("SELECT CAST(@@log_slave_updates AS CHAR), @@gtid_slave_pos"),
+    )
+    .await
+    .map_err(|e| server_error("reading the replication settings", table, e))?;
+    let Some((log_slave_updates, slave_pos)) = row else {
+        return Ok(());
+    };
+    if log_slave_updates == "1" || log_slave_updates.eq_ignore_ascii_case("ON") {
+        return Ok(());
+    }
+    let replicating = match timed(
+        limit,
+        conn.query::<mysql_async::Row, _>("SHOW ALL SLAVES STATUS"),
+    )
+    .await
+    {
+        Ok(rows) => Some(!rows.is_empty()),
+        // No privilege to tell (or an old server): fall back on the slave position.
+        Err(mysql_async::Error::Server(_)) => None,
+        Err(e) => return Err(server_error("reading the replication status", table, e)),
+    };
+    let slave_pos = slave_pos.unwrap_or_default();
+    match replicating {
+        Some(true) => Err(setting(
+            "log_slave_updates",
+            "OFF",
+            "this server is a replica, and without it the changes it replicates are not written \
+             to its binlog, so vecsync would never see them",
+            format!(
+                "set log_slave_updates=ON {cnf} and restart the replica (it cannot be changed at \
+                 runtime), or point vecsync at the primary"
+            ),
+        )),
+        None if !slave_pos.is_empty() => {
+            warnings.push(format!(
+                "this server has replicated from another one (gtid_slave_pos={slave_pos}) and has \
+                 log_slave_updates=OFF: if it is still a replica, the changes it replicates never \
+                 reach its binlog and vecsync misses them. Set log_slave_updates=ON {cnf}, or grant \
+                 vecsync SLAVE MONITOR so it can tell"
+            ));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Foreign keys that make `table` the child of a cascading action: InnoDB applies those inside
+/// the engine and the binlog has no row event for them.
+async fn cascading_foreign_keys(
+    conn: &mut mysql_async::Conn,
+    table: &TableRef,
+    limit: Duration,
+) -> Result<Vec<String>, SourceError> {
+    let rows: Vec<(String, String, String, String, String)> = timed(
+        limit,
+        conn.exec(
+            "SELECT CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, \
+             DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? ORDER BY CONSTRAINT_NAME",
+            (table.db.as_str(), table.table.as_str()),
+        ),
+    )
+    .await
+    .map_err(|e| server_error("reading the table's foreign keys", table, e))?;
+    let mut warnings = Vec::new();
+    for (name, parent_db, parent, on_delete, on_update) in rows {
+        let actions: Vec<String> = [("DELETE", on_delete), ("UPDATE", on_update)]
+            .into_iter()
+            .filter(|(_, rule)| {
+                rule.eq_ignore_ascii_case("CASCADE") || rule.eq_ignore_ascii_case("SET NULL")
+            })
+            .map(|(event, rule)| format!("ON {event} {}", rule.to_ascii_uppercase()))
+            .collect();
+        if actions.is_empty() {
+            continue;
+        }
+        warnings.push(format!(
+            "foreign key {name} of {table} references {parent_db}.{parent} with {}: InnoDB changes \
+             {table}'s rows for it inside the engine, and the binlog has no row event for those \
+             changes, so vecsync misses them (a deleted {parent} row leaves its products in the \
+             index). Change the rows of {table} explicitly (and drop the cascading action), or \
+             re-snapshot (--snapshot always) after such changes",
+            actions.join(" and ")
+        ));
+    }
+    Ok(warnings)
 }
 
 /// `Some(true)` when a global grant includes REPLICATION SLAVE, `Some(false)` when it surely

@@ -1,6 +1,7 @@
 //! Faults on the way from the binlog: a corrupted event fails its CRC32 check (definite error),
-//! a server without checksums still works, and a connection that silently stops delivering is
-//! noticed and replaced without losing or repeating a transaction.
+//! a server without checksums still works, and a connection that silently stops delivering (the
+//! stream, or the one that reads information_schema) is noticed and replaced without losing or
+//! repeating a transaction: the stream within about twice the heartbeat period.
 
 use vecsync::config::SnapshotMode;
 use vecsync::position::GtidPosition;
@@ -90,10 +91,7 @@ async fn a_silently_dead_connection_is_replaced() {
     let proxy = SilentProxy::start(server.port()).await;
     let mut cfg = config(&server, &db, "products", SnapshotMode::Never);
     // Through the proxy, and over TCP only (no switch to the server's unix socket).
-    cfg.url = format!(
-        "mysql://root@127.0.0.1:{}?prefer_socket=false",
-        proxy.port()
-    );
+    cfg.url = proxy.url("root");
     let mut source = Running::start(cfg, Some(start));
     server
         .exec(&format!("INSERT INTO {db}.products VALUES (1, 'a')"))
@@ -103,6 +101,7 @@ async fn a_silently_dead_connection_is_replaced() {
     assert_eq!(events[0].source.file, "mysql-bin.000001");
 
     proxy.cut().await;
+    let cut_at = std::time::Instant::now();
     let before = proxy.accepted();
     server
         .exec(&format!("INSERT INTO {db}.products VALUES (2, 'b')"))
@@ -113,11 +112,56 @@ async fn a_silently_dead_connection_is_replaced() {
         async move { (n > before).then_some(()) }
     })
     .await;
+    // Heartbeats every second: silence for about two of them is enough (plus the first
+    // reconnect's backoff and some slack for a loaded machine).
+    let noticed = cut_at.elapsed();
+    assert!(
+        noticed < std::time::Duration::from_millis(4500),
+        "a dead stream was noticed after {noticed:?}"
+    );
     let (events, _) = source.transaction().await;
     assert_eq!(
         ids(&events),
         [2],
         "the transaction after the last commit, once"
     );
+    source.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_silent_metadata_query_is_abandoned_and_retried() {
+    // Without full row metadata, column names come from information_schema, read on a second
+    // connection: that is the one that goes silent here.
+    let server = MariaDb::start_with(&["binlog_row_metadata=NO_LOG"]).await;
+    let (db, start) = with_table(&server).await;
+    let proxy = SilentProxy::start(server.port()).await;
+    let mut cfg = config(&server, &db, "products", SnapshotMode::Never);
+    cfg.url = proxy.url("root");
+    cfg.read_timeout = std::time::Duration::from_secs(2);
+    let mut source = Running::start(cfg, Some(start));
+    server
+        .exec(&format!("INSERT INTO {db}.products VALUES (1, 'a')"))
+        .await;
+    let (events, _) = source.transaction().await;
+    assert_eq!(ids(&events), [1]);
+
+    // The newest connection is the metadata one (opened for the first TABLE_MAP). A schema
+    // change makes the source read information_schema again, on that dead connection.
+    proxy.cut_latest().await;
+    let before = proxy.accepted();
+    server
+        .exec(&format!(
+            "ALTER TABLE {db}.products ADD COLUMN colour VARCHAR(10);
+             INSERT INTO {db}.products VALUES (2, 'b', 'red')"
+        ))
+        .await;
+    wait_until("the source to reconnect", DEFAULT_DEADLINE, || {
+        let n = proxy.accepted();
+        async move { (n > before).then_some(()) }
+    })
+    .await;
+    let (events, _) = source.transaction().await;
+    assert_eq!(ids(&events), [2], "the row after the schema change, once");
+    assert_eq!(events[0].after.as_ref().expect("after")["colour"], "red");
     source.stop().await.expect("stop");
 }

@@ -181,3 +181,51 @@ async fn a_price_change_after_a_rejected_write_and_a_restart_never_keeps_a_stale
     assert_same_vector(&vector_of(&obj), &embed(new_description));
     running.stop().await;
 }
+
+/// MariaDB going away is not "all is well": after the grace period `/readyz` says the source is
+/// disconnected and why, and the lag gauge grows with the outage instead of reading 0 (the
+/// channel is empty, which is exactly when the old gauge said "caught up"). Back up, the change
+/// made meanwhile arrives and both recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_down_makes_vecsync_unready_and_the_lag_grow_until_it_is_back() {
+    let mut stack = Stack::start().await;
+    let running = stack.run_in_process(&[]);
+    stack
+        .wait_object("the seed rows", "TS-001", |o| o.is_some())
+        .await;
+    let before = stack.db.gtid_binlog_pos().await;
+    stack.wait_checkpoint_covers(&before).await;
+    wait_ready(&stack).await;
+    assert_eq!(metric("vecsync_binlog_lag_seconds", ""), 0.0, "caught up");
+
+    stack.db.kill9();
+    let body = wait_not_ready_with(&stack, "MariaDB source disconnected").await;
+    assert!(body.contains("source"), "{body}");
+    let first = wait_until("the lag to show the outage", DEFAULT_DEADLINE, || async {
+        let lag = metric("vecsync_binlog_lag_seconds", "");
+        (lag >= 1.0).then_some(lag)
+    })
+    .await;
+    wait_until("the lag to keep growing", DEFAULT_DEADLINE, || async {
+        (metric("vecsync_binlog_lag_seconds", "") > first).then_some(())
+    })
+    .await;
+    assert_eq!(metric("vecsync_ready", ""), 0.0);
+
+    stack.db.restart().await;
+    stack
+        .db
+        .exec("INSERT INTO catalog.products (sku, name, description, price) VALUES ('BACK-1', 'Back', 'Made after the outage.', 3.00)")
+        .await;
+    stack
+        .wait_object("the row written after the outage", "BACK-1", |o| {
+            o.is_some()
+        })
+        .await;
+    wait_ready(&stack).await;
+    wait_until("the lag to return to 0", DEFAULT_DEADLINE, || async {
+        (metric("vecsync_binlog_lag_seconds", "") == 0.0).then_some(())
+    })
+    .await;
+    running.stop().await;
+}

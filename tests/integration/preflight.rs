@@ -252,3 +252,50 @@ async fn least_privilege_user_snapshots_and_streams() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn a_cascading_foreign_key_is_named_in_a_warning() {
+    let server = MariaDb::start().await;
+    let db = unique_name("pre");
+    server
+        .exec(&format!(
+            "CREATE DATABASE {db};
+             CREATE TABLE {db}.brands (id INT PRIMARY KEY);
+             CREATE TABLE {db}.products (id INT PRIMARY KEY, brand INT, shelf INT,
+               CONSTRAINT products_brand FOREIGN KEY (brand) REFERENCES {db}.brands (id)
+                 ON DELETE CASCADE,
+               CONSTRAINT products_shelf FOREIGN KEY (shelf) REFERENCES {db}.brands (id)
+                 ON UPDATE SET NULL);
+             CREATE TABLE {db}.plain (id INT PRIMARY KEY, brand INT,
+               FOREIGN KEY (brand) REFERENCES {db}.brands (id))"
+        ))
+        .await;
+    let found = preflight(config(&server, &db, "products", SnapshotMode::Initial))
+        .await
+        .expect("passes, with warnings");
+    let cascade: Vec<&String> = found
+        .warnings
+        .iter()
+        .filter(|w| w.contains("foreign key"))
+        .collect();
+    assert_eq!(cascade.len(), 2, "{:?}", found.warnings);
+    assert!(
+        cascade[0].contains("products_brand")
+            && cascade[0].contains("ON DELETE CASCADE")
+            && cascade[0].contains("brands"),
+        "{cascade:?}"
+    );
+    assert!(
+        cascade[1].contains("products_shelf") && cascade[1].contains("ON UPDATE SET NULL"),
+        "{cascade:?}"
+    );
+    // A foreign key without cascading actions changes nothing behind the binlog's back.
+    let plain = preflight(config(&server, &db, "plain", SnapshotMode::Initial))
+        .await
+        .expect("passes");
+    assert!(
+        !plain.warnings.iter().any(|w| w.contains("foreign key")),
+        "{:?}",
+        plain.warnings
+    );
+}

@@ -288,8 +288,8 @@ async fn alter_table_add_column_in_the_middle_of_a_snapshot() {
         .await
         .expect_err("the table was rebuilt after the read began");
     assert!(
-        matches!(&err, SourceError::Server { source, .. }
-            if matches!(source.as_ref(), mysql_async::Error::Server(s) if s.code == 1412)),
+        matches!(&err, SourceError::Server { cause, .. }
+            if matches!(cause.as_ref(), mysql_async::Error::Server(s) if s.code == 1412)),
         "{err:?}"
     );
     let chunk = reader.next_chunk(None, 10).await.expect("read again");

@@ -705,14 +705,14 @@ fn mysql_error(doing: &'static str, table: &TableRef, e: mysql_async::Error) -> 
             doing,
             table: table.to_string(),
             position: String::new(),
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     } else {
         SourceError::Server {
             doing,
             table: table.to_string(),
             position: String::new(),
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 }
@@ -722,7 +722,7 @@ fn lost(table: &TableRef) -> SourceError {
         doing: "reading the table",
         table: table.to_string(),
         position: String::new(),
-        source: Box::new(mysql_async::Error::Driver(
+        cause: Box::new(mysql_async::Error::Driver(
             mysql_async::DriverError::ConnectionClosed,
         )),
     }
@@ -734,7 +734,7 @@ fn table_changed(table: &TableRef, what: &str) -> SourceError {
         doing: "reading the table",
         table: table.to_string(),
         position: String::new(),
-        source: Box::new(mysql_async::Error::Server(mysql_async::ServerError {
+        cause: Box::new(mysql_async::Error::Server(mysql_async::ServerError {
             code: TABLE_DEF_CHANGED,
             message: format!("Table definition has changed ({what})"),
             state: "HY000".into(),
@@ -744,6 +744,6 @@ fn table_changed(table: &TableRef, what: &str) -> SourceError {
 
 /// True for MariaDB's 1412 (a concurrent ALTER TABLE): read again, with the new columns.
 pub(crate) fn is_table_changed(e: &SourceError) -> bool {
-    matches!(e, SourceError::Server { source, .. }
-        if matches!(source.as_ref(), mysql_async::Error::Server(s) if s.code == TABLE_DEF_CHANGED))
+    matches!(e, SourceError::Server { cause, .. }
+        if matches!(cause.as_ref(), mysql_async::Error::Server(s) if s.code == TABLE_DEF_CHANGED))
 }

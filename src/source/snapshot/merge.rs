@@ -200,6 +200,22 @@ impl Merge {
         });
     }
 
+    /// Read from `endpoint` from now on (the stream moved to it: a read's position only means
+    /// something on the server the stream reads). A read in flight on another server is
+    /// dropped and its job read again.
+    pub(crate) fn use_endpoint(&mut self, endpoint: &Endpoint) {
+        if self.endpoint.url == endpoint.url {
+            return;
+        }
+        tracing::info!(table = %self.config.table, server = %endpoint.url, "snapshot reads follow the stream to another server");
+        self.endpoint = endpoint.clone();
+        self.reader = None;
+        if let Some(read) = self.read.take() {
+            read.handle.abort();
+            self.release(read.job);
+        }
+    }
+
     /// Drop the running snapshot and any read in flight.
     pub(crate) fn abandon(&mut self) {
         if let Some(read) = self.read.take() {
@@ -1066,7 +1082,7 @@ fn timed_out(table: &TableRef) -> SourceError {
         doing: "reading a snapshot chunk within the stream's pause limit",
         table: table.to_string(),
         position: String::new(),
-        source: Box::new(mysql_async::Error::Io(mysql_async::IoError::Io(
+        cause: Box::new(mysql_async::Error::Io(mysql_async::IoError::Io(
             std::io::Error::new(std::io::ErrorKind::TimedOut, "the read took too long"),
         ))),
     }

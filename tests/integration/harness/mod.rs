@@ -58,5 +58,6 @@ pub mod infinity;
 pub mod mariadb;
 pub mod memcached;
 pub mod proxy;
+pub mod replication;
 pub mod source;
 pub mod stack;

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use vecsync::config::{SnapshotMode, TableRef};
 use vecsync::event::{ChangeEvent, Commit, SnapshotMessage, SourceMessage};
 use vecsync::position::GtidPosition;
-use vecsync::source::{BinlogSource, SnapshotControl, SourceConfig, SourceError, Start};
+use vecsync::source::{
+    BinlogSource, Item, SnapshotControl, SourceConfig, SourceError, SourceStatus, Start,
+};
 
 use super::DEFAULT_DEADLINE;
 use super::mariadb::MariaDb;
@@ -31,13 +33,15 @@ pub fn config(server: &MariaDb, db: &str, table: &str, snapshot: SnapshotMode) -
     cfg
 }
 
-/// A running source and the receiving end of its channel.
+/// A running source and the receiving end of its channel. Messages are handed to the test
+/// without their share of the memory budget (it returns to the budget on receipt).
 pub struct Running {
-    rx: mpsc::Receiver<SourceMessage>,
+    rx: mpsc::Receiver<Item>,
     cancel: CancellationToken,
     handle: Option<JoinHandle<Result<(), SourceError>>>,
     control: SnapshotControl,
     auto_confirm: bool,
+    status: SourceStatus,
 }
 
 impl Running {
@@ -67,6 +71,7 @@ impl Running {
         init_tracing();
         let source = BinlogSource::new(cfg).expect("valid source config");
         let control = source.snapshot_control();
+        let status = source.status();
         let (tx, rx) = mpsc::channel(16);
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(source.run(start, tx, cancel.clone()));
@@ -76,6 +81,7 @@ impl Running {
             handle: Some(handle),
             control,
             auto_confirm,
+            status,
         }
     }
 
@@ -86,13 +92,27 @@ impl Running {
 
     /// Receive one message; chunks are confirmed on receipt unless the test does it.
     async fn recv(&mut self) -> Option<SourceMessage> {
-        let m = self.rx.recv().await;
+        let m = self.rx.recv().await.map(|item| item.message);
         if let Some(SourceMessage::Snapshot(SnapshotMessage::Chunk(c))) = &m {
             if self.auto_confirm {
                 self.control.chunk_confirmed(&c.snapshot_id, c.seq);
             }
         }
         m
+    }
+
+    /// The source's health handle.
+    pub fn status(&self) -> &SourceStatus {
+        &self.status
+    }
+
+    /// Wait until the source has a binlog stream (or snapshot read) established.
+    pub async fn connected(&self) {
+        super::wait_until("the source to connect", DEFAULT_DEADLINE, || {
+            let up = self.status.health().connected;
+            async move { up.then_some(()) }
+        })
+        .await;
     }
 
     /// The next message, failing the test after the default deadline.

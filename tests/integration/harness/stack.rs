@@ -91,7 +91,12 @@ pub struct Stack {
 impl Stack {
     /// Start the servers and create the seed's catalog (with its two sample rows).
     pub async fn start() -> Stack {
-        let db = MariaDb::start().await;
+        Self::on(MariaDb::start().await).await
+    }
+
+    /// The stack around an already running MariaDB (a replication primary, say), where the
+    /// seed's catalog is created.
+    pub async fn on(db: MariaDb) -> Stack {
         db.exec(CATALOG_SQL).await;
         Stack {
             db,
@@ -240,26 +245,23 @@ impl Stack {
 
     /// The rows of catalog.products: sku -> (name, description, price as text).
     pub async fn table(&self) -> BTreeMap<String, (String, Option<String>, Option<String>)> {
-        let mut conn = self.db.conn().await;
-        let rows: Vec<(String, String, Option<String>, Option<String>)> = conn
-            .query("SELECT sku, name, description, CAST(price AS CHAR) FROM catalog.products")
-            .await
-            .expect("read the table");
-        conn.disconnect().await.expect("disconnect");
-        rows.into_iter()
-            .map(|(s, n, d, p)| (s, (n, d, p)))
-            .collect()
+        table_of(&self.db).await
     }
 
     /// Wait until Weaviate holds exactly the table's rows with the same properties, each with a
     /// vector when its description is not empty.
     pub async fn wait_in_sync(&self) {
+        self.wait_in_sync_with(&self.db).await
+    }
+
+    /// [`Stack::wait_in_sync`] against the table on `db` (a promoted replica, say).
+    pub async fn wait_in_sync_with(&self, db: &MariaDb) {
         let deadline = Duration::from_secs(90);
         wait_until(
             "Weaviate to match catalog.products row by row",
             deadline,
             || async {
-                let table = self.table().await;
+                let table = table_of(db).await;
                 if self.weaviate.object_count("Product") != table.len() {
                     return None;
                 }
@@ -290,6 +292,19 @@ impl Stack {
         )
         .await
     }
+}
+
+/// The rows of catalog.products on `db`: sku -> (name, description, price as text).
+pub async fn table_of(db: &MariaDb) -> BTreeMap<String, (String, Option<String>, Option<String>)> {
+    let mut conn = db.conn().await;
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = conn
+        .query("SELECT sku, name, description, CAST(price AS CHAR) FROM catalog.products")
+        .await
+        .expect("read the table");
+    conn.disconnect().await.expect("disconnect");
+    rows.into_iter()
+        .map(|(s, n, d, p)| (s, (n, d, p)))
+        .collect()
 }
 
 /// The vector of a stored object as `TestServer::object` shows it (empty without one).
