@@ -48,9 +48,9 @@ pub enum SnapshotMode {
     Never,
 }
 
-/// Flags of `vecsync run`. Every flag also reads an environment variable where one is named.
+/// MariaDB flags, shared by `vecsync run` and `vecsync verify`.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub struct MariadbArgs {
     /// MariaDB to replicate from, as mysql://user@host:port (add ?require_ssl=true for TLS).
     #[arg(
         long,
@@ -74,10 +74,11 @@ pub struct RunArgs {
     /// The table to replicate, as db.table.
     #[arg(long, env = "VECSYNC_TABLE", default_value = "catalog.products")]
     pub table: String,
-    /// Replica server id vecsync uses on the binlog connection; unique among the server's replicas.
-    #[arg(long, env = "VECSYNC_SERVER_ID", default_value_t = 184054)]
-    pub server_id: u32,
+}
 
+/// Weaviate flags, shared by `vecsync run` and `vecsync verify`.
+#[derive(Debug, Clone, Args)]
+pub struct WeaviateArgs {
     /// Weaviate's REST endpoint.
     #[arg(long, env = "WEAVIATE_URL", default_value = "http://localhost:8080")]
     pub weaviate_url: String,
@@ -98,13 +99,32 @@ pub struct RunArgs {
     /// Weaviate consistency level for writes on a replicated cluster (ONE, QUORUM, ALL).
     #[arg(long, env = "WEAVIATE_CONSISTENCY_LEVEL")]
     pub consistency_level: Option<ConsistencyLevel>,
+}
 
+/// Embedding cache flags, shared by `vecsync run` and `vecsync verify`.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
     /// Memcached host:port for the embedding cache; "none" turns the cache off.
     #[arg(long, env = "MEMCACHED_SERVER", default_value = "localhost:11211")]
     pub memcached: String,
     /// How long a cached embedding lives, in seconds.
     #[arg(long, env = "VECSYNC_CACHE_TTL_SECS", default_value_t = 2)]
     pub cache_ttl_secs: u64,
+}
+
+/// Flags of `vecsync run`. Every flag also reads an environment variable where one is named.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub mariadb: MariadbArgs,
+    /// Replica server id vecsync uses on the binlog connection; unique among the server's replicas.
+    #[arg(long, env = "VECSYNC_SERVER_ID", default_value_t = 184054)]
+    pub server_id: u32,
+
+    #[command(flatten)]
+    pub weaviate: WeaviateArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// The in-process model or a remote embedder, and the text template.
     #[command(flatten)]
@@ -238,13 +258,23 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
-impl RunArgs {
+/// The MariaDB settings, validated.
+#[derive(Debug, Clone)]
+pub struct MariadbSettings {
+    /// The URL without password; see `password`.
+    pub url: String,
+    pub password: Option<Secret>,
+    pub ssl_ca: Option<PathBuf>,
+    pub table: TableRef,
+}
+
+impl MariadbArgs {
     /// Validate the flags. The password comes from the flag/environment, else the file, else
     /// from the URL itself (which is then stripped of it).
-    pub fn into_config(self) -> Result<Config, ConfigError> {
+    pub fn into_settings(self) -> Result<MariadbSettings, ConfigError> {
         let table: TableRef = self.table.parse()?;
-        let (mariadb_url, url_password) = split_password(&self.mariadb_url)?;
-        let mariadb_password = match (self.mariadb_password, self.mariadb_password_file) {
+        let (url, url_password) = split_password(&self.mariadb_url)?;
+        let password = match (self.mariadb_password, self.mariadb_password_file) {
             (Some(p), _) => Some(Secret::new(p)),
             (None, Some(path)) => Some(
                 read_secret_file(&path)
@@ -252,7 +282,29 @@ impl RunArgs {
             ),
             (None, None) => url_password,
         };
-        let weaviate_api_key = match (self.weaviate_api_key, self.weaviate_api_key_file) {
+        Ok(MariadbSettings {
+            url,
+            password,
+            ssl_ca: self.mariadb_ssl_ca,
+            table,
+        })
+    }
+}
+
+/// The Weaviate settings, validated.
+#[derive(Debug, Clone)]
+pub struct WeaviateSettings {
+    /// Without a trailing `/`.
+    pub url: String,
+    pub api_key: Option<Secret>,
+    pub class: String,
+    pub consistency_level: Option<ConsistencyLevel>,
+}
+
+impl WeaviateArgs {
+    /// Validate the flags; an empty key (file) means no key.
+    pub fn into_settings(self) -> Result<WeaviateSettings, ConfigError> {
+        let api_key = match (self.weaviate_api_key, self.weaviate_api_key_file) {
             (Some(key), _) => Some(Secret::new(key)),
             (None, Some(path)) => Some(
                 read_secret_file(&path)
@@ -277,23 +329,48 @@ impl RunArgs {
         if !class_ok {
             return Err(ConfigError::Class(self.class));
         }
-        let embedder = self.embedder.into_config()?;
-        let memcached = match self.memcached.trim() {
-            "" | "none" => None,
-            s => Some(s.to_owned()),
-        };
-        Ok(Config {
-            mariadb_url,
-            mariadb_password,
-            mariadb_ssl_ca: self.mariadb_ssl_ca,
-            table,
-            server_id: self.server_id,
-            weaviate_url: self.weaviate_url.trim_end_matches('/').to_owned(),
-            weaviate_api_key,
+        Ok(WeaviateSettings {
+            url: self.weaviate_url.trim_end_matches('/').to_owned(),
+            api_key,
             class: self.class,
             consistency_level: self.consistency_level,
-            memcached,
-            cache_ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
+        })
+    }
+}
+
+impl CacheArgs {
+    /// The Memcached server, `None` when the cache is off.
+    pub fn server(&self) -> Option<String> {
+        match self.memcached.trim() {
+            "" | "none" => None,
+            s => Some(s.to_owned()),
+        }
+    }
+
+    /// How long a cached embedding lives (at least a second).
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs.max(1))
+    }
+}
+
+impl RunArgs {
+    /// Validate the flags.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mariadb = self.mariadb.into_settings()?;
+        let weaviate = self.weaviate.into_settings()?;
+        let embedder = self.embedder.into_config()?;
+        Ok(Config {
+            mariadb_url: mariadb.url,
+            mariadb_password: mariadb.password,
+            mariadb_ssl_ca: mariadb.ssl_ca,
+            table: mariadb.table,
+            server_id: self.server_id,
+            weaviate_url: weaviate.url,
+            weaviate_api_key: weaviate.api_key,
+            class: weaviate.class,
+            consistency_level: weaviate.consistency_level,
+            memcached: self.cache.server(),
+            cache_ttl: self.cache.ttl(),
             embedder,
             checkpoint: self.checkpoint,
             gtid: self.gtid,
