@@ -31,4 +31,5 @@ mod snapshot_model;
 mod snapshot_pipeline;
 mod snapshot_resume;
 mod template;
+mod verify;
 mod weaviate_test_server;
