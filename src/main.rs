@@ -250,7 +250,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Verify(_) => unreachable!("handled in main"),
+        // `main` runs verify itself (its exit codes are its own).
+        Command::Verify(_) => anyhow::bail!("internal error: verify is run by main"),
         Command::Run(args) => {
             let config = args.into_config()?;
             // The in-process model keeps one thread per core busy while it embeds; the async

@@ -347,3 +347,52 @@ impl Checker {
         Ok(drift)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn sample_of(n: usize, size: usize, seed: u64) -> Vec<String> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut r = Reservoir {
+            size,
+            rng: &mut rng,
+            seen: 0,
+            samples: Vec::new(),
+        };
+        for i in 0..n {
+            r.offer(|| Sample {
+                sku: format!("S-{i}"),
+                text: String::new(),
+                vector: Vector::from(&[0.0f32][..]),
+            });
+        }
+        r.samples.into_iter().map(|s| s.sku).collect()
+    }
+
+    #[test]
+    fn the_deep_sample_is_repeatable_by_seed_and_bounded() {
+        let seed = 7;
+        println!("seed {seed}");
+        let a = sample_of(1000, 10, seed);
+        assert_eq!(a.len(), 10);
+        assert_eq!(a, sample_of(1000, 10, seed), "same seed, same sample");
+        assert_ne!(
+            a,
+            sample_of(1000, 10, seed + 1),
+            "another seed, another sample"
+        );
+        assert_eq!(
+            sample_of(3, 10, seed).len(),
+            3,
+            "fewer rows than N: all of them"
+        );
+        assert!(sample_of(100, 0, seed).is_empty());
+        // Later rows are sampled too (not just the first N).
+        assert!(
+            a.iter()
+                .any(|s| s[2..].parse::<usize>().is_ok_and(|i| i >= 10))
+        );
+    }
+}

@@ -245,6 +245,7 @@ pub async fn run(options: VerifyOptions) -> Result<Report, VerifyError> {
     let samples = std::mem::take(&mut reservoir.samples);
     let (extra, foreign) = checker.scan_objects(&mut report).await?;
     suspects.extend(extra);
+    let suspects = latest_per_sku(suspects);
     report.suspects = (suspects.len() + foreign.len()) as u64;
     let (mut drift, unsettled) = checker.settle(suspects, &mut report).await?;
     drift.extend(foreign);
@@ -296,6 +297,19 @@ pub async fn run(options: VerifyOptions) -> Result<Report, VerifyError> {
     Ok(report)
 }
 
+/// One suspect per sku: the one read last (a row deleted between the table scan and the class
+/// listing is suspected twice, missing and then extra).
+fn latest_per_sku(suspects: Vec<Suspect>) -> Vec<Suspect> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Suspect> = suspects
+        .into_iter()
+        .rev()
+        .filter(|s| seen.insert(s.sku.clone()))
+        .collect();
+    out.reverse();
+    out
+}
+
 /// After a repair: which of `repaired` still differ. Rows are re-checked with the settle rule
 /// (a repair that raced a live change is a suspect again); objects deleted by id and vectors
 /// replaced after `--deep` are fetched again.
@@ -315,7 +329,10 @@ async fn recheck(
             at: d.at,
         })
         .collect();
+    // Repaired objects that now agree are not "changes in flight".
+    let in_flight = report.in_flight;
     let (mut left, unsettled) = checker.settle(suspects, report).await?;
+    report.in_flight = in_flight;
     for s in &unsettled {
         report.unsettled.add(&s.sku);
     }
@@ -362,4 +379,41 @@ async fn check_fingerprint(
         }
     }
     Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sku_suspected_twice_keeps_its_latest_read() {
+        let at = |s: &str| s.parse().expect("gtid");
+        let s = |sku: &str, pos: &str| Suspect {
+            sku: sku.into(),
+            expected: None,
+            at: at(pos),
+        };
+        let out = latest_per_sku(vec![s("A", "0-1-1"), s("B", "0-1-1"), s("A", "0-1-5")]);
+        let got: Vec<(String, String)> = out
+            .iter()
+            .map(|s| (s.sku.clone(), s.at.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [("B".into(), "0-1-1".into()), ("A".into(), "0-1-5".into())]
+        );
+    }
+
+    #[test]
+    fn errors_name_their_cause_once() {
+        let e = VerifyError::NotConfirmed {
+            instance: "running instance at http://127.0.0.1:9187".into(),
+            target: "0-1-9".into(),
+            timeout_secs: 60,
+            last: "confirmed 0-1-5".into(),
+        };
+        let shown = format!("{:#}", anyhow::Error::from(e));
+        assert!(shown.contains("behind or stopped"), "{shown}");
+        assert_eq!(shown.matches("0-1-5").count(), 1, "{shown}");
+    }
 }
