@@ -409,12 +409,24 @@ async fn verify_during_a_write_load_reports_no_drift() {
         for _ in 0..3 {
             reports.push(verify_in_process(&stack, &["--vecsync-url", &url]).await);
         }
+        // Real drift under the same load (rows the writer never touches): reported exactly,
+        // then repaired while the load goes on.
+        weaviate(reqwest::Method::DELETE, object_url(&stack, "TS-001"), None).await;
+        weaviate(
+            reqwest::Method::PATCH,
+            object_url(&stack, "JN-001"),
+            Some(json!({"class": "Product", "properties": {"price": 1234.0}})),
+        )
+        .await;
+        let drifted = verify_in_process(&stack, &["--vecsync-url", &url]).await;
+        let repaired = verify_in_process(&stack, &["--vecsync-url", &url, "--repair"]).await;
+        let after = verify_in_process(&stack, &["--vecsync-url", &url]).await;
         stop.cancel();
-        reports
+        (reports, drifted, repaired, after)
     };
-    let (reports, rounds) = tokio::join!(checks, writer);
+    let ((reports, drifted, repaired, after), rounds) = tokio::join!(checks, writer);
     assert!(rounds > 0, "the writer ran");
-    for report in &reports {
+    for report in reports.iter().chain([&after]) {
         assert!(
             report.in_sync && report.drift_count() == 0,
             "seed {seed}: no drift under load:\n{}",
@@ -422,6 +434,14 @@ async fn verify_during_a_write_load_reports_no_drift() {
         );
         println!("{}", report.summary());
     }
+    let summary = drifted.summary();
+    assert!(!drifted.in_sync, "seed {seed}: {summary}");
+    assert_eq!(drifted.drift_count(), 2, "seed {seed}: {summary}");
+    assert_eq!(drifted.drift["missing"].examples, ["TS-001"], "{summary}");
+    assert_eq!(drifted.drift["stale"].examples, ["JN-001"], "{summary}");
+    assert!(repaired.in_sync, "seed {seed}: {}", repaired.summary());
+    let repair = repaired.repair.as_ref().expect("a repair report");
+    assert!(repair.written >= 2, "{}", repaired.summary());
     let in_flight: u64 = reports.iter().map(|r| r.in_flight).sum();
     println!("seed {seed}: {rounds} write rounds; {in_flight} differences were changes in flight");
 
