@@ -11,13 +11,17 @@
 //! 3. re-reads their rows in a new consistent read at P2 (after the fetch).
 //!
 //! A suspect whose object now agrees with the row at P2 was in flight. One whose row at P2 is
-//! still the row at P while the object differs is drift: no change to the row was committed
-//! between P and P2, and the object was fetched after P was confirmed and before P2, so
-//! whatever the instance wrote (confirmed or not yet) is that row. The re-read comes after the
-//! fetch on purpose: read before it, a change committed after P2 and written before the fetch
-//! would look like drift. A row that changed meanwhile becomes a suspect at P2 for the next
-//! round; after [`ROUNDS`] rounds it is reported as unsettled. Objects without a row are the
-//! same rule with "no row" as the row's state.
+//! still the row at P while the object differs failed the round: no change to the row was
+//! committed between P and P2 (as far as the row's state shows), and the object was fetched
+//! after P was confirmed and before P2, so whatever the instance wrote, confirmed or not yet,
+//! should be that row. The re-read comes after the fetch on purpose: read before it, a change
+//! committed after P2 and written before the fetch would look like drift. A suspect is drift
+//! after [`STRIKES`] failed rounds in a row (the next round waits for P2 to be confirmed): a
+//! change that was undone before P2 (A, then B, then A again) can leave the object at B for a
+//! moment, and the second round, after P2 is confirmed, sees A written. A row that changed
+//! meanwhile becomes a suspect at P2 again with no strikes; after [`ROUNDS`] rounds it is
+//! reported as unsettled. Objects without a row are the same rule with "no row" as the row's
+//! state.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,7 +50,10 @@ pub const CHUNK_ROWS: usize = crate::sink::fetch::FETCH_CHUNK;
 pub const LIST_PAGE: usize = 1000;
 
 /// Re-check rounds before a row that keeps changing is reported as unsettled.
-pub const ROUNDS: u32 = 5;
+pub const ROUNDS: u32 = 6;
+
+/// Consecutive rounds that must find the same row and a differing object before it is drift.
+pub const STRIKES: u32 = 2;
 
 /// Texts re-embedded per call for `--deep`.
 const DEEP_BATCH: usize = 256;
@@ -58,6 +65,8 @@ pub struct Suspect {
     /// The row at `at`; `None`: no row has this sku.
     pub expected: Option<Expected>,
     pub at: GtidPosition,
+    /// Re-check rounds in a row that found the same row and a differing object.
+    pub strikes: u32,
 }
 
 /// A difference that is drift.
@@ -157,6 +166,7 @@ impl Checker {
                         sku: e.product.sku.clone(),
                         expected: Some(e),
                         at: chunk.point.position.clone(),
+                        strikes: 0,
                     }),
                     None => {
                         if let Some(vector) = held.and_then(|h| h.vector)
@@ -219,6 +229,7 @@ impl Checker {
                         sku,
                         expected: None,
                         at: point.position.clone(),
+                        strikes: 0,
                     });
                 }
             }
@@ -261,21 +272,31 @@ impl Checker {
                 let held = stored.get(&id).map(held_of);
                 match classify(row.as_ref(), held.as_ref(), &self.rule, self.dimension) {
                     None => report.in_flight += 1,
-                    Some(kind) if row == suspect.expected => drift.push(Drift {
-                        sku: suspect.sku,
-                        id,
-                        kind,
-                        expected: row,
-                        held,
-                        at: point.position.clone(),
-                        fresh: None,
-                        foreign: false,
-                    }),
-                    Some(_) => next.push(Suspect {
-                        sku: suspect.sku,
-                        expected: row,
-                        at: point.position.clone(),
-                    }),
+                    Some(kind) if row == suspect.expected && suspect.strikes + 1 >= STRIKES => {
+                        drift.push(Drift {
+                            sku: suspect.sku,
+                            id,
+                            kind,
+                            expected: row,
+                            held,
+                            at: point.position.clone(),
+                            fresh: None,
+                            foreign: false,
+                        })
+                    }
+                    Some(_) => {
+                        let strikes = if row == suspect.expected {
+                            suspect.strikes + 1
+                        } else {
+                            0
+                        };
+                        next.push(Suspect {
+                            sku: suspect.sku,
+                            expected: row,
+                            at: point.position.clone(),
+                            strikes,
+                        })
+                    }
                 }
             }
             pending = next;

@@ -327,6 +327,7 @@ async fn recheck(
             sku: d.sku,
             expected: d.expected,
             at: d.at,
+            strikes: 0,
         })
         .collect();
     // Repaired objects that now agree are not "changes in flight".
@@ -392,6 +393,7 @@ mod tests {
             sku: sku.into(),
             expected: None,
             at: at(pos),
+            strikes: 0,
         };
         let out = latest_per_sku(vec![s("A", "0-1-1"), s("B", "0-1-1"), s("A", "0-1-5")]);
         let got: Vec<(String, String)> = out
