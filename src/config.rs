@@ -48,9 +48,9 @@ pub enum SnapshotMode {
     Never,
 }
 
-/// Flags of `vecsync run`. Every flag also reads an environment variable where one is named.
+/// MariaDB flags, shared by `vecsync run` and `vecsync verify`.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub struct MariadbArgs {
     /// MariaDB to replicate from, as mysql://user@host:port (add ?require_ssl=true for TLS). For
     /// failover, list several servers in order of preference: comma-separated hosts in one URL
     /// (mysql://user@db1:3306,db2:3306) and/or the flag repeated; vecsync streams from the first
@@ -78,10 +78,11 @@ pub struct RunArgs {
     /// The table to replicate, as db.table.
     #[arg(long, env = "VECSYNC_TABLE", default_value = "catalog.products")]
     pub table: String,
-    /// Replica server id vecsync uses on the binlog connection; unique among the server's replicas.
-    #[arg(long, env = "VECSYNC_SERVER_ID", default_value_t = 184054)]
-    pub server_id: u32,
+}
 
+/// Weaviate flags, shared by `vecsync run` and `vecsync verify`.
+#[derive(Debug, Clone, Args)]
+pub struct WeaviateArgs {
     /// Weaviate's REST endpoint.
     #[arg(long, env = "WEAVIATE_URL", default_value = "http://localhost:8080")]
     pub weaviate_url: String,
@@ -102,13 +103,32 @@ pub struct RunArgs {
     /// Weaviate consistency level for writes on a replicated cluster (ONE, QUORUM, ALL).
     #[arg(long, env = "WEAVIATE_CONSISTENCY_LEVEL")]
     pub consistency_level: Option<ConsistencyLevel>,
+}
 
+/// Embedding cache flags, shared by `vecsync run` and `vecsync verify`.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
     /// Memcached host:port for the embedding cache; "none" turns the cache off.
     #[arg(long, env = "MEMCACHED_SERVER", default_value = "localhost:11211")]
     pub memcached: String,
     /// How long a cached embedding lives, in seconds.
     #[arg(long, env = "VECSYNC_CACHE_TTL_SECS", default_value_t = 2)]
     pub cache_ttl_secs: u64,
+}
+
+/// Flags of `vecsync run`. Every flag also reads an environment variable where one is named.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub mariadb: MariadbArgs,
+    /// Replica server id vecsync uses on the binlog connection; unique among the server's replicas.
+    #[arg(long, env = "VECSYNC_SERVER_ID", default_value_t = 184054)]
+    pub server_id: u32,
+
+    #[command(flatten)]
+    pub weaviate: WeaviateArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// The in-process model or a remote embedder, and the text template.
     #[command(flatten)]
@@ -240,21 +260,33 @@ pub struct Config {
     pub gtid: Option<GtidPosition>,
     pub snapshot: SnapshotMode,
     pub snapshot_chunk_rows: usize,
+    /// `--max-buffer-mb`, in bytes.
+    pub max_buffer_bytes: usize,
     pub emit_events: Option<String>,
     pub dead_letter: PathBuf,
     pub metrics_addr: SocketAddr,
     pub batch_size: usize,
     pub batch_wait: Duration,
-    /// `--max-buffer-mb`, in bytes.
-    pub max_buffer_bytes: usize,
     pub batch_idle: Duration,
     pub shutdown_timeout: Duration,
 }
 
-impl RunArgs {
+/// The MariaDB settings, validated.
+#[derive(Debug, Clone)]
+pub struct MariadbSettings {
+    /// The URL without password; see `password`. It may list several hosts.
+    pub url: String,
+    /// More URLs (the flag repeated), without passwords, tried in order after the first.
+    pub failover_urls: Vec<String>,
+    pub password: Option<Secret>,
+    pub ssl_ca: Option<PathBuf>,
+    pub table: TableRef,
+}
+
+impl MariadbArgs {
     /// Validate the flags. The password comes from the flag/environment, else the file, else
     /// from the URL itself (which is then stripped of it).
-    pub fn into_config(self) -> Result<Config, ConfigError> {
+    pub fn into_settings(self) -> Result<MariadbSettings, ConfigError> {
         let table: TableRef = self.table.parse()?;
         let mut urls = Vec::new();
         let mut url_password: Option<Secret> = None;
@@ -274,9 +306,9 @@ impl RunArgs {
             urls.push(stripped);
         }
         let mut urls = urls.into_iter();
-        let mariadb_url = urls.next().unwrap_or_default();
-        let mariadb_failover_urls: Vec<String> = urls.collect();
-        let mariadb_password = match (self.mariadb_password, self.mariadb_password_file) {
+        let url = urls.next().unwrap_or_default();
+        let failover_urls: Vec<String> = urls.collect();
+        let password = match (self.mariadb_password, self.mariadb_password_file) {
             (Some(p), _) => Some(Secret::new(p)),
             (None, Some(path)) => Some(
                 read_secret_file(&path)
@@ -284,7 +316,30 @@ impl RunArgs {
             ),
             (None, None) => url_password,
         };
-        let weaviate_api_key = match (self.weaviate_api_key, self.weaviate_api_key_file) {
+        Ok(MariadbSettings {
+            url,
+            failover_urls,
+            password,
+            ssl_ca: self.mariadb_ssl_ca,
+            table,
+        })
+    }
+}
+
+/// The Weaviate settings, validated.
+#[derive(Debug, Clone)]
+pub struct WeaviateSettings {
+    /// Without a trailing `/`.
+    pub url: String,
+    pub api_key: Option<Secret>,
+    pub class: String,
+    pub consistency_level: Option<ConsistencyLevel>,
+}
+
+impl WeaviateArgs {
+    /// Validate the flags; an empty key (file) means no key.
+    pub fn into_settings(self) -> Result<WeaviateSettings, ConfigError> {
+        let api_key = match (self.weaviate_api_key, self.weaviate_api_key_file) {
             (Some(key), _) => Some(Secret::new(key)),
             (None, Some(path)) => Some(
                 read_secret_file(&path)
@@ -309,35 +364,60 @@ impl RunArgs {
         if !class_ok {
             return Err(ConfigError::Class(self.class));
         }
-        let embedder = self.embedder.into_config()?;
-        let memcached = match self.memcached.trim() {
-            "" | "none" => None,
-            s => Some(s.to_owned()),
-        };
-        Ok(Config {
-            mariadb_url,
-            mariadb_failover_urls,
-            mariadb_password,
-            mariadb_ssl_ca: self.mariadb_ssl_ca,
-            table,
-            server_id: self.server_id,
-            weaviate_url: self.weaviate_url.trim_end_matches('/').to_owned(),
-            weaviate_api_key,
+        Ok(WeaviateSettings {
+            url: self.weaviate_url.trim_end_matches('/').to_owned(),
+            api_key,
             class: self.class,
             consistency_level: self.consistency_level,
-            memcached,
-            cache_ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
+        })
+    }
+}
+
+impl CacheArgs {
+    /// The Memcached server, `None` when the cache is off.
+    pub fn server(&self) -> Option<String> {
+        match self.memcached.trim() {
+            "" | "none" => None,
+            s => Some(s.to_owned()),
+        }
+    }
+
+    /// How long a cached embedding lives (at least a second).
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs.max(1))
+    }
+}
+
+impl RunArgs {
+    /// Validate the flags.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mariadb = self.mariadb.into_settings()?;
+        let weaviate = self.weaviate.into_settings()?;
+        let embedder = self.embedder.into_config()?;
+        Ok(Config {
+            mariadb_url: mariadb.url,
+            mariadb_failover_urls: mariadb.failover_urls,
+            mariadb_password: mariadb.password,
+            mariadb_ssl_ca: mariadb.ssl_ca,
+            table: mariadb.table,
+            server_id: self.server_id,
+            weaviate_url: weaviate.url,
+            weaviate_api_key: weaviate.api_key,
+            class: weaviate.class,
+            consistency_level: weaviate.consistency_level,
+            memcached: self.cache.server(),
+            cache_ttl: self.cache.ttl(),
             embedder,
             checkpoint: self.checkpoint,
             gtid: self.gtid,
             snapshot: self.snapshot,
             snapshot_chunk_rows: self.snapshot_chunk_rows as usize,
+            max_buffer_bytes: self.max_buffer_mb << 20,
             emit_events: self.emit_events,
             dead_letter: self.dead_letter,
             metrics_addr: self.metrics_addr,
             batch_size: self.batch_size as usize,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
-            max_buffer_bytes: self.max_buffer_mb << 20,
             batch_idle: Duration::from_millis(self.batch_idle_ms.min(self.batch_wait_ms)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })

@@ -29,3 +29,4 @@ pub mod sink;
 pub mod source;
 pub mod telemetry;
 pub mod template;
+pub mod verify;

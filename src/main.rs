@@ -31,6 +31,9 @@ enum Command {
     Embed(EmbedArgs),
     /// Embed a query with the same model and print the nearest products with their distance.
     Search(SearchArgs),
+    /// Compare the table with the index (missing, extra and stale objects, vectors, the
+    /// embedding fingerprint), also while `vecsync run` runs; exit 0 in sync, 1 drift, 2 error.
+    Verify(Box<vecsync::verify::VerifyArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,11 +135,51 @@ enum CheckpointCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Verify(args) = cli.command {
+        vecsync::telemetry::init_logging(cli.log_format);
+        return verify(*args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vecsync: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `vecsync verify`: 0 in sync, 1 drift found, 2 error.
+fn verify(args: vecsync::verify::VerifyArgs) -> ExitCode {
+    let json = args.json;
+    let checked = (|| -> anyhow::Result<vecsync::verify::report::Report> {
+        let options = args.into_options()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime.block_on(vecsync::verify::run(options))?)
+    })();
+    match checked {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("vecsync: error: cannot print the report: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("{}", report.summary());
+            }
+            if report.in_sync {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("vecsync: error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }
@@ -207,6 +250,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        // `main` runs verify itself (its exit codes are its own).
+        Command::Verify(_) => anyhow::bail!("internal error: verify is run by main"),
         Command::Run(args) => {
             let config = args.into_config()?;
             // The in-process model keeps one thread per core busy while it embeds; the async

@@ -35,5 +35,6 @@ mod snapshot_pipeline;
 mod snapshot_resume;
 mod source_health;
 mod template;
+mod verify;
 mod weaviate_test_server;
 mod xa;

@@ -370,6 +370,55 @@ impl TableReader {
             .collect())
     }
 
+    /// Inside a consistent read: the rows whose `column` is one of `values` (exactly, as
+    /// [`present_in_read`](Self::present_in_read) compares), in no particular order. `vecsync
+    /// verify` re-reads the rows it suspects of drift with it.
+    pub async fn rows_in_read(
+        &mut self,
+        column: &str,
+        values: &[String],
+    ) -> Result<Vec<Row>, SourceError> {
+        let schema = self.schema().await?;
+        let Some(info) = schema
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(column))
+            .cloned()
+        else {
+            return Err(SourceError::Unsupported(format!(
+                "reading rows by column `{column}`, which {} does not have",
+                self.table
+            )));
+        };
+        let wanted: HashSet<&str> = values.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        for batch in absence::batches(&info, values) {
+            if batch.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT * FROM {db}.{table} WHERE {col} IN ({marks})",
+                col = quote_ident(&info.name),
+                db = quote_ident(&self.table.db),
+                table = quote_ident(&self.table.table),
+                marks = vec!["?"; batch.len()].join(", ")
+            );
+            let raw = self.select(&sql, batch).await?;
+            let schema = self.schema_for(&raw.shapes).await?;
+            for values in raw.rows {
+                let row = to_row(&self.table, &schema.columns, values)?;
+                // `IN` matches by collation; only the exact value is the asked-for row.
+                let exact = row
+                    .get(&info.name)
+                    .is_some_and(|v| wanted.contains(absence::as_text(v).as_str()));
+                if exact {
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Inside a consistent read: every row, in no particular order (the keyless fallback).
     /// The rows are streamed from the server; `net_write_timeout` is raised so a slow consumer
     /// does not get the connection dropped.
