@@ -229,3 +229,51 @@ async fn mariadb_down_makes_vecsync_unready_and_the_lag_grow_until_it_is_back() 
     .await;
     running.stop().await;
 }
+
+/// Weaviate 1.32.0-1.38.9 and 1.39.0 report only the first object of a read-only shard as
+/// FAILED and the rest as SUCCESS although none was written. vecsync takes any `read-only`
+/// error as failing the whole batch: the position is held with the reason on `/readyz`, nothing
+/// is dead-lettered, and once the store is writable every object of the batch is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_shard_reporting_one_failure_holds_the_whole_batch() {
+    let stack = Stack::start().await;
+    let running = stack.run_in_process(&[]);
+    stack
+        .wait_object("the seed rows", "TS-001", |o| o.is_some())
+        .await;
+    let before = stack.db.gtid_binlog_pos().await;
+    stack.wait_checkpoint_covers(&before).await;
+
+    stack
+        .weaviate
+        .faults()
+        .read_only_with_reporting_bug("disk usage currently at 91.00%, threshold set to 90.00%");
+    stack
+        .db
+        .exec(
+            "INSERT INTO catalog.products (sku, name, description, price) VALUES
+             ('RO-1', 'One', 'The first of three.', 1.00),
+             ('RO-2', 'Two', 'The second of three.', 2.00),
+             ('RO-3', 'Three', 'The third of three.', 3.00)",
+        )
+        .await;
+    let after: vecsync::position::GtidPosition =
+        stack.db.gtid_binlog_pos().await.parse().expect("position");
+    let body = wait_not_ready_with(&stack, "read-only").await;
+    assert!(body.contains("disk usage"), "{body}");
+    let held = stack.checkpoint().expect("checkpoint");
+    assert!(!held.covers(&after), "the position is held: {held}");
+    assert!(stack.dead_letters().is_empty(), "not a dead letter");
+    for sku in ["RO-1", "RO-2", "RO-3"] {
+        assert!(stack.object(sku).is_none(), "{sku} was not written");
+    }
+
+    stack.weaviate.faults().writable();
+    stack.wait_checkpoint_covers(&after.to_string()).await;
+    for sku in ["RO-1", "RO-2", "RO-3"] {
+        assert!(stack.object(sku).is_some(), "{sku} arrived once writable");
+    }
+    assert!(stack.dead_letters().is_empty());
+    wait_ready(&stack).await;
+    running.stop().await;
+}
