@@ -152,6 +152,10 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long to finish the in-flight batch before exiting anyway, in seconds.
     #[arg(long, env = "VECSYNC_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     pub shutdown_timeout_secs: u64,
+
+    /// Zero-downtime re-index into a new class, switched in by an alias (`--reindex`).
+    #[command(flatten)]
+    pub reindex: crate::pipeline::reindex::ReindexArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +182,8 @@ pub enum ConfigError {
     Class(String),
     #[error(transparent)]
     Embedder(#[from] EmbedderArgsError),
+    #[error(transparent)]
+    Reindex(#[from] crate::pipeline::reindex::ReindexArgsError),
 }
 
 /// A `db.table` name.
@@ -236,6 +242,8 @@ pub struct Config {
     pub batch_wait: Duration,
     pub batch_idle: Duration,
     pub shutdown_timeout: Duration,
+    /// `--reindex` and its settings; `None`: a normal run.
+    pub reindex: Option<crate::pipeline::reindex::ReindexConfig>,
 }
 
 impl RunArgs {
@@ -278,6 +286,7 @@ impl RunArgs {
             return Err(ConfigError::Class(self.class));
         }
         let embedder = self.embedder.into_config()?;
+        let reindex = self.reindex.into_config()?;
         let memcached = match self.memcached.trim() {
             "" | "none" => None,
             s => Some(s.to_owned()),
@@ -306,6 +315,7 @@ impl RunArgs {
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             batch_idle: Duration::from_millis(self.batch_idle_ms.min(self.batch_wait_ms)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            reindex,
         })
     }
 }

@@ -22,6 +22,7 @@ mod harness;
 mod mariadb_harness;
 mod pipeline;
 mod preflight;
+mod reindex;
 mod remote_embedder;
 mod search;
 mod sink;
