@@ -212,6 +212,11 @@ pub enum ReindexError {
          continue it, or remove that file (and the class it builds) to abandon it"
     )]
     InProgress { path: PathBuf },
+    #[error(
+        "`{name}` became an alias while the re-index built its class (another process changed \
+         Weaviate); nothing was switched: restart with --reindex to continue from there"
+    )]
+    Changed { name: String },
     #[error("cannot move the re-index checkpoint {from} to {to}: {cause}")]
     Promote {
         from: PathBuf,
@@ -465,6 +470,16 @@ pub async fn run(
         _ => {
             // The one-time migration: a class and an alias cannot share a name, so the plain
             // class goes first and the alias follows at once.
+            // Deleting by a name that became an alias meanwhile could drop the class it points
+            // to: look again right before.
+            if until_weaviate(health, || admin.alias_target(&name))
+                .await?
+                .is_some()
+            {
+                building_cancel.cancel();
+                let _ = building_task.await;
+                return Err(ReindexError::Changed { name }.into());
+            }
             let started = Instant::now();
             let gap = async {
                 hold(health, "weaviate", || admin.delete_class(&name)).await?;

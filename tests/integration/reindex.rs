@@ -428,6 +428,61 @@ async fn a_crash_in_the_middle_of_a_re_index_resumes_it_and_ends_equal_to_the_ta
     stop(child).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_interrupted_between_the_delete_and_the_alias_is_completed_at_the_next_start() {
+    let stack = Stack::start().await;
+    insert_products(&stack, 60).await;
+    seed_index(&stack).await;
+    let flags = [
+        "--reindex",
+        "--embed-template",
+        NEW_TEMPLATE,
+        "--snapshot-chunk-rows",
+        "8",
+    ];
+    let mut child = stack.spawn_binary(&flags);
+    let building = vecsync::pipeline::reindex::reindex_checkpoint(&stack.checkpoint_path());
+    wait_until("the re-index to have started", LONG, || {
+        let started = vecsync::checkpoint::read(&building)
+            .ok()
+            .flatten()
+            .and_then(|c| c.snapshot)
+            .is_some_and(|s| s.rows_done > 0);
+        async move { started.then_some(()) }
+    })
+    .await;
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    // The crash came right after the migration's first request: the plain class is gone, the
+    // alias not there yet.
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/v1/schema/Product", stack.weaviate.url()))
+        .send()
+        .await
+        .expect("delete the class");
+    assert!(deleted.status().is_success());
+
+    // A normal start refuses while the re-index is unfinished...
+    let err = vecsync::pipeline::run(
+        stack.config(&["--embed-template", NEW_TEMPLATE]),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect_err("refused");
+    assert!(err.to_string().contains("--reindex"), "{err}");
+
+    // ...and a start with the same flags completes it: the alias is created at once, the rest
+    // of the snapshot goes on in the new class.
+    let child = stack.spawn_binary(&flags);
+    let (target, _) = wait_switch(&stack, None).await;
+    wait_class_equals_table(&stack, &target).await;
+    assert!(
+        !building.exists(),
+        "the re-index checkpoint became the main one"
+    );
+    stop(child).await;
+}
+
 /// A copy of the model directory (links, no copied weights) whose config.json differs by a
 /// byte: another model as far as the fingerprint goes.
 fn other_model() -> tempfile::TempDir {
