@@ -483,6 +483,47 @@ async fn a_migration_interrupted_between_the_delete_and_the_alias_is_completed_a
     stop(child).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_change_to_a_remote_embedder_keeps_the_old_class_up_to_date_with_the_previous_model()
+ {
+    let infinity = crate::harness::infinity::Infinity::start().await;
+    let stack = Stack::start().await;
+    insert_products(&stack, 20).await;
+    seed_index(&stack).await;
+    let local = model_dir().display().to_string();
+    let remote = [
+        "--reindex",
+        "--embedder",
+        &infinity.url(),
+        "--embedder-model",
+        crate::harness::infinity::SERVED_MODEL,
+        "--embed-template",
+        NEW_TEMPLATE,
+    ];
+
+    // The index was built in-process: the remote model with the recorded template is another
+    // embedding, so the previous one must be named.
+    let err = vecsync::pipeline::run(
+        stack.config(&remote),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect_err("refused");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("--previous-model") && shown.contains("remote model"),
+        "{shown}"
+    );
+
+    let mut flags = remote.to_vec();
+    flags.extend(["--previous-model", &local]);
+    let child = stack.spawn_binary(&flags);
+    let (target, _) = wait_switch(&stack, None).await;
+    // Vectors from infinity equal the in-process model's (the same files).
+    wait_class_equals_table(&stack, &target).await;
+    stop(child).await;
+}
+
 /// A copy of the model directory (links, no copied weights) whose config.json differs by a
 /// byte: another model as far as the fingerprint goes.
 fn other_model() -> tempfile::TempDir {
