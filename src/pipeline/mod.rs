@@ -152,6 +152,17 @@ async fn replicate(
     health: &Arc<Health>,
     cancel: &CancellationToken,
 ) -> Result<(), PipelineError> {
+    replicate_with(config, health, cancel, None).await
+}
+
+/// [`replicate`] with the embedder already open and probed, when given (a re-index shares one
+/// model between its pipelines and keeps it across the switch).
+async fn replicate_with(
+    config: &Config,
+    health: &Arc<Health>,
+    cancel: &CancellationToken,
+    opened: Option<(TextEmbedder, Probe)>,
+) -> Result<(), PipelineError> {
     let checkpoint = Checkpoint::open(&config.checkpoint, &config.table.to_string())?;
     match checkpoint.position() {
         Some(position) => {
@@ -181,7 +192,10 @@ async fn replicate(
 
     let rule = TextRule::new(config.embedder.template.clone())?;
     let setup = async {
-        let (embedder, probe) = start_embedder(config, health).await?;
+        let (embedder, probe) = match opened {
+            Some(opened) => opened,
+            None => start_embedder(config, health).await?,
+        };
         // The class is created with, or checked against, the probed dimension: a class whose
         // stored vectors have another length is refused by ensure_schema.
         // `--class` may be an alias: the class it points to is written and checked.

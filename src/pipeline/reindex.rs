@@ -46,7 +46,9 @@ use super::identity::describe;
 use crate::backoff::Attempts;
 use crate::checkpoint::CheckpointData;
 use crate::config::{Config, SnapshotMode};
-use crate::embed::{EmbedderConfig, EmbedderSource, Fingerprint, ModelIdentity, RemoteConfig};
+use crate::embed::{
+    EmbedderConfig, EmbedderSource, Fingerprint, Probe, RemoteConfig, TextEmbedder,
+};
 use crate::secret::Secret;
 use crate::sink::schema::validate_class_name;
 use crate::sink::{SinkError, WeaviateConfig, WeaviateSink};
@@ -323,28 +325,24 @@ fn admin_sink(config: &Config, class: &str) -> Result<WeaviateSink, SinkError> {
     WeaviateSink::new(cfg)
 }
 
-/// The fingerprint of `embedder` without loading a local model (its files are hashed); a remote
-/// one is probed for its dimension (waited for while it cannot be reached).
-async fn fingerprint_of(
+/// An embedder, open and probed, with its fingerprint.
+type Opened = (TextEmbedder, Probe, Fingerprint);
+
+/// Open and probe `embedder` (a remote one is waited for while it cannot be reached) and
+/// compute its fingerprint.
+async fn open(
     config: &Config,
     embedder: &EmbedderConfig,
     health: &Arc<Health>,
-) -> Result<Fingerprint, PipelineError> {
-    let template = embedder.template.source().to_owned();
-    match &embedder.source {
-        EmbedderSource::Local(dir) => {
-            let dir = dir.clone();
-            let model =
-                tokio::task::spawn_blocking(move || ModelIdentity::of_model_dir(&dir)).await??;
-            Ok(Fingerprint::new(model, &template))
-        }
-        EmbedderSource::Remote(_) => {
-            let mut probing = config.clone();
-            probing.embedder = embedder.clone();
-            let (opened, _probe) = super::start_embedder(&probing, health).await?;
-            Ok(embedder.fingerprint(&opened)?)
-        }
-    }
+) -> Result<Opened, PipelineError> {
+    let mut probing = config.clone();
+    probing.embedder = embedder.clone();
+    let (opened, probe) = super::start_embedder(&probing, health).await?;
+    let fingerprint = {
+        let (embedder, opened) = (embedder.clone(), opened.clone());
+        tokio::task::spawn_blocking(move || embedder.fingerprint(&opened)).await??
+    };
+    Ok((opened, probe, fingerprint))
 }
 
 /// Run a re-index, then go on as the normal pipeline on the new class until `cancel`.
@@ -362,24 +360,24 @@ pub async fn run(
         start = plan(config, rc, &admin, health) => start?,
         () = cancel.cancelled() => return Ok(()),
     };
-    let Start::Build {
-        serving,
-        serving_class,
-        previous,
-        target,
-        new_fp,
-    } = start
-    else {
-        return normal(config, health, cancel).await;
+    let (serving, serving_class, previous, target, new) = match start {
+        Start::Switched(new) => return normal(config, health, cancel, new).await,
+        Start::Build {
+            serving,
+            serving_class,
+            previous,
+            target,
+            new,
+        } => (serving, serving_class, previous, target, new),
     };
     metrics::gauge!(REINDEX_IN_PROGRESS).set(1.0);
     metrics::gauge!(REINDEX_CAUGHT_UP).set(0.0);
     tracing::info!(
         alias = %name,
         serving = %serving_class,
-        previous = %describe(&previous.1),
+        previous = %describe(&previous.1.2),
         target = %target,
-        embedding = %describe(&new_fp),
+        embedding = %describe(&new.2),
         checkpoint = %building_checkpoint.display(),
         "re-index: the current class keeps serving with its embedding while the new class is built"
     );
@@ -388,6 +386,7 @@ pub async fn run(
     serving_config.reindex = None;
     serving_config.class = serving_class.clone();
     serving_config.embedder = previous.0;
+    let serving_embedder = Some((previous.1.0, previous.1.1));
     let building_config = building(config, rc, &target, &building_checkpoint);
 
     let serving_cancel = cancel.child_token();
@@ -399,7 +398,7 @@ pub async fn run(
             health.clone(),
             serving_cancel.clone(),
         );
-        tokio::spawn(async move { super::replicate(&cfg, &h, &c).await })
+        tokio::spawn(async move { super::replicate_with(&cfg, &h, &c, serving_embedder).await })
     };
     let mut building_task = {
         let (cfg, h, c) = (
@@ -407,7 +406,8 @@ pub async fn run(
             building_health.clone(),
             building_cancel.clone(),
         );
-        tokio::spawn(async move { super::replicate(&cfg, &h, &c).await })
+        let opened = Some((new.0.clone(), new.1.clone()));
+        tokio::spawn(async move { super::replicate_with(&cfg, &h, &c, opened).await })
     };
 
     // Until the new class has caught up: a pipeline that stops (an error, or the cancellation)
@@ -513,22 +513,22 @@ pub async fn run(
     if cancel.is_cancelled() {
         return Ok(());
     }
-    normal(config, health, cancel).await
+    normal(config, health, cancel, new).await
 }
 
 /// What the start finds.
 // One value per start: boxing the large variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Start {
-    /// The switch is done (and finished): run normally.
-    Switched,
+    /// The switch is done (and finished): run normally, with this embedder.
+    Switched(Opened),
     /// Build `target` while `serving_class` serves with `previous`.
     Build {
         serving: Serving,
         serving_class: String,
-        previous: (EmbedderConfig, Fingerprint),
+        previous: (EmbedderConfig, Opened),
         target: String,
-        new_fp: Fingerprint,
+        new: Opened,
     },
 }
 
@@ -542,11 +542,11 @@ async fn plan(
 ) -> Result<Start, PipelineError> {
     let name = config.class.clone();
     let building_checkpoint = reindex_checkpoint(&config.checkpoint);
-    let new_fp = fingerprint_of(config, &config.embedder, health).await?;
+    let new = open(config, &config.embedder, health).await?;
     let target = rc
         .target_class
         .clone()
-        .unwrap_or_else(|| format!("{name}_{}", new_fp.short()));
+        .unwrap_or_else(|| format!("{name}_{}", new.2.short()));
     validate_class_name(&target).map_err(SinkError::Config)?;
 
     let serving = until_weaviate(health, || async {
@@ -564,7 +564,7 @@ async fn plan(
             // The switch happened (now or before a crash): finish what is left, then run.
             tracing::info!(alias = %name, class = %target, "the alias points to the re-index target already");
             finish(config, rc, admin, health, &target).await?;
-            return Ok(Start::Switched);
+            return Ok(Start::Switched(new));
         }
         Serving::Nothing => {
             let resumable = building_checkpoint.exists()
@@ -576,7 +576,7 @@ async fn plan(
             tracing::warn!(alias = %name, class = %target, "completing an interrupted migration: creating the alias");
             hold(health, "weaviate", || admin.create_alias(&name, &target)).await?;
             finish(config, rc, admin, health, &target).await?;
-            return Ok(Start::Switched);
+            return Ok(Start::Switched(new));
         }
         Serving::Alias(class) => class.clone(),
         Serving::Plain => name.clone(),
@@ -584,13 +584,13 @@ async fn plan(
     if serving_class == target {
         return Err(ReindexError::TargetIsServing { name, target }.into());
     }
-    let previous = previous_embedding(config, rc, &serving_class, health).await?;
+    let previous = previous_embedding(config, rc, &serving_class, &new, health).await?;
     Ok(Start::Build {
         serving,
         serving_class,
         previous,
         target,
-        new_fp,
+        new,
     })
 }
 
@@ -624,8 +624,9 @@ async fn previous_embedding(
     config: &Config,
     rc: &ReindexConfig,
     class: &str,
+    new: &Opened,
     health: &Arc<Health>,
-) -> Result<(EmbedderConfig, Fingerprint), PipelineError> {
+) -> Result<(EmbedderConfig, Opened), PipelineError> {
     let sink = admin_sink(config, class)?;
     let text = until_weaviate(health, || sink.embedding_record())
         .await?
@@ -649,23 +650,35 @@ async fn previous_embedding(
             class: class.to_owned(),
             cause,
         })?;
-    let previous = EmbedderConfig {
-        source: rc
-            .previous
-            .clone()
-            .unwrap_or_else(|| config.embedder.source.clone()),
-        template,
+    let opened = match &rc.previous {
+        // This run's model with the recorded template: the same embedder (one model in memory
+        // for both pipelines), another fingerprint.
+        None => {
+            let (embedder, probe, fp) = new;
+            let previous = Fingerprint::new(fp.model().clone(), template.source());
+            (embedder.clone(), probe.clone(), previous)
+        }
+        Some(source) => {
+            let previous = EmbedderConfig {
+                source: source.clone(),
+                template: template.clone(),
+            };
+            open(config, &previous, health).await?
+        }
     };
-    let fp = fingerprint_of(config, &previous, health).await?;
-    if fp.as_str() != recorded.as_str() {
+    if opened.2.as_str() != recorded.as_str() {
         return Err(ReindexError::PreviousMismatch {
             class: class.to_owned(),
             recorded: describe(&recorded),
-            previous: describe(&fp),
+            previous: describe(&opened.2),
         }
         .into());
     }
-    Ok((previous, fp))
+    let source = rc
+        .previous
+        .clone()
+        .unwrap_or_else(|| config.embedder.source.clone());
+    Ok((EmbedderConfig { source, template }, opened))
 }
 
 /// After the switch: drop the old class when asked, and make the building checkpoint the main
@@ -728,10 +741,11 @@ async fn normal(
     config: &Config,
     health: &Arc<Health>,
     cancel: &CancellationToken,
+    (embedder, probe, _): Opened,
 ) -> Result<(), PipelineError> {
     let mut c = config.clone();
     c.reindex = None;
-    super::replicate(&c, health, cancel).await
+    super::replicate_with(&c, health, cancel, Some((embedder, probe))).await
 }
 
 /// How far the building pipeline is.
