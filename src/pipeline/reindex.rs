@@ -252,7 +252,16 @@ pub async fn through_alias(
 ) -> Result<WeaviateSink, PipelineError> {
     let sink = WeaviateSink::new(cfg.clone())?;
     let name = cfg.class.clone();
-    match until_weaviate(health, || sink.alias_target(&name)).await? {
+    let target = match until_weaviate(health, || sink.alias_target(&name)).await {
+        // An API key without the right to read aliases (RBAC): fine for a plain class; were the
+        // name an alias, the schema check that follows would fail with Weaviate's message.
+        Err(SinkError::Status { status, .. }) if status == reqwest::StatusCode::FORBIDDEN => {
+            tracing::warn!(class = %name, "the Weaviate API key may not read aliases; taking `{name}` for a class");
+            None
+        }
+        other => other?,
+    };
+    match target {
         None => Ok(sink),
         Some(class) => {
             tracing::info!(alias = %name, class = %class, "`{name}` is an alias: writing its class `{class}`");
@@ -414,25 +423,17 @@ pub async fn run(
     // stops the other.
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     let mut last_logged = Instant::now();
-    loop {
+    let watched = loop {
         tokio::select! {
-            ended = &mut serving_task => {
-                building_cancel.cancel();
-                let other = building_task.await;
-                ended??;
-                other??;
-                return Ok(());
-            }
-            ended = &mut building_task => {
-                serving_cancel.cancel();
-                let other = serving_task.await;
-                ended??;
-                other??;
-                return Ok(());
-            }
+            ended = &mut serving_task => break Watch::ServingEnded(ended),
+            ended = &mut building_task => break Watch::BuildingEnded(ended),
             _ = tick.tick() => {
                 let path = building_checkpoint.clone();
-                let data = tokio::task::spawn_blocking(move || crate::checkpoint::read(&path)).await??;
+                let data = match tokio::task::spawn_blocking(move || crate::checkpoint::read(&path)).await {
+                    Ok(Ok(data)) => data,
+                    Ok(Err(e)) => break Watch::Failed(e.into()),
+                    Err(e) => break Watch::Failed(e.into()),
+                };
                 let progress = Progress::of(data.as_ref(), health.checkpoint().as_ref(), &building_health);
                 health.set_note("reindex", progress.describe(&serving_class, &target));
                 metrics::gauge!(REINDEX_SNAPSHOT_ROWS).set(progress.rows as f64);
@@ -441,9 +442,46 @@ pub async fn run(
                     last_logged = Instant::now();
                 }
                 if progress.caught_up {
-                    break;
+                    break Watch::CaughtUp;
                 }
             }
+        }
+    };
+    let unexpected = |which: &str| {
+        PipelineError::Internal(format!(
+            "the {which} pipeline of the re-index stopped before the switch without an error"
+        ))
+    };
+    match watched {
+        Watch::CaughtUp => {}
+        Watch::ServingEnded(ended) => {
+            building_cancel.cancel();
+            let other = building_task.await;
+            ended??;
+            other??;
+            return if cancel.is_cancelled() {
+                Ok(())
+            } else {
+                Err(unexpected("serving"))
+            };
+        }
+        Watch::BuildingEnded(ended) => {
+            serving_cancel.cancel();
+            let other = serving_task.await;
+            ended??;
+            other??;
+            return if cancel.is_cancelled() {
+                Ok(())
+            } else {
+                Err(unexpected("building"))
+            };
+        }
+        Watch::Failed(error) => {
+            serving_cancel.cancel();
+            building_cancel.cancel();
+            let _ = serving_task.await;
+            let _ = building_task.await;
+            return Err(error);
         }
     }
 
@@ -454,39 +492,38 @@ pub async fn run(
         format!("re-index: switching `{name}` from `{serving_class}` to `{target}`"),
     );
     serving_cancel.cancel();
-    if let Err(error) = serving_task.await? {
+    if let Err(error) = serving_task.await.unwrap_or_else(|e| Err(e.into())) {
         building_cancel.cancel();
         let _ = building_task.await;
         return Err(error);
     }
 
-    let switched = match serving {
-        Serving::Alias(_) => {
-            hold(health, "weaviate", || admin.switch_alias(&name, &target)).await?;
-            metrics::gauge!(REINDEX_SWITCH_GAP_SECONDS).set(0.0);
-            tracing::info!(alias = %name, from = %serving_class, to = %target, "alias switched");
-            Ok(())
-        }
+    let switched: Result<(), PipelineError> = match serving {
+        Serving::Alias(_) => hold(health, "weaviate", || admin.switch_alias(&name, &target))
+            .await
+            .map_err(PipelineError::from)
+            .map(|()| {
+                metrics::gauge!(REINDEX_SWITCH_GAP_SECONDS).set(0.0);
+                tracing::info!(alias = %name, from = %serving_class, to = %target, "alias switched");
+            }),
         _ => {
             // The one-time migration: a class and an alias cannot share a name, so the plain
             // class goes first and the alias follows at once.
             // Deleting by a name that became an alias meanwhile could drop the class it points
             // to: look again right before.
-            if until_weaviate(health, || admin.alias_target(&name))
-                .await?
-                .is_some()
-            {
-                building_cancel.cancel();
-                let _ = building_task.await;
-                return Err(ReindexError::Changed { name }.into());
-            }
-            let started = Instant::now();
             let gap = async {
+                if until_weaviate(health, || admin.alias_target(&name))
+                    .await?
+                    .is_some()
+                {
+                    return Err(ReindexError::Changed { name: name.clone() }.into());
+                }
+                let started = Instant::now();
                 hold(health, "weaviate", || admin.delete_class(&name)).await?;
-                hold(health, "weaviate", || admin.create_alias(&name, &target)).await
+                hold(health, "weaviate", || admin.create_alias(&name, &target)).await?;
+                Ok::<_, PipelineError>(started.elapsed())
             }
-            .await
-            .map(|()| started.elapsed());
+            .await;
             gap.map(|gap| {
                 metrics::gauge!(REINDEX_SWITCH_GAP_SECONDS).set(gap.as_secs_f64());
                 tracing::info!(
@@ -503,7 +540,7 @@ pub async fn run(
     if let Err(error) = switched {
         building_cancel.cancel();
         let _ = building_task.await;
-        return Err(error.into());
+        return Err(error);
     }
 
     // The new class keeps streaming until here; drain it, then hand its checkpoint over.
@@ -514,6 +551,14 @@ pub async fn run(
         return Ok(());
     }
     normal(config, health, cancel, new).await
+}
+
+/// How watching the two pipelines ended.
+enum Watch {
+    CaughtUp,
+    ServingEnded(Result<Result<(), PipelineError>, tokio::task::JoinError>),
+    BuildingEnded(Result<Result<(), PipelineError>, tokio::task::JoinError>),
+    Failed(PipelineError),
 }
 
 /// What the start finds.
