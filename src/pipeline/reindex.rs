@@ -904,11 +904,100 @@ mod tests {
         assert!(p.describe("Product", "Product_x").contains("held: "));
     }
 
+    fn flags(args: &[&str]) -> Result<Config, String> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: crate::config::RunArgs,
+        }
+        let mut full = vec!["vecsync"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full)
+            .map_err(|e| e.to_string())?
+            .run
+            .into_config()
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn the_building_pipeline_has_its_own_checkpoint_connection_and_dead_letters() {
         assert_eq!(
             reindex_checkpoint(Path::new("/state/vecsync.checkpoint")),
             PathBuf::from("/state/vecsync.checkpoint.reindex")
+        );
+        let config = flags(&[
+            "--reindex",
+            "--checkpoint",
+            "/state/cp",
+            "--dead-letter",
+            "/state/dead.jsonl",
+            "--server-id",
+            "7",
+            "--gtid",
+            "0-1-5",
+            "--snapshot",
+            "never",
+            "--emit-events",
+            "-",
+        ])
+        .expect("valid");
+        let rc = config.reindex.clone().expect("--reindex");
+        let b = building(
+            &config,
+            &rc,
+            "Product_abc",
+            &reindex_checkpoint(&config.checkpoint),
+        );
+        assert_eq!(b.class, "Product_abc");
+        assert_eq!(b.checkpoint, PathBuf::from("/state/cp.reindex"));
+        assert_eq!(b.dead_letter, PathBuf::from("/state/dead.jsonl.reindex"));
+        assert_eq!(b.server_id, 8);
+        // The new class is always built from a snapshot, and events are emitted once.
+        assert_eq!((b.gtid, b.snapshot), (None, SnapshotMode::Initial));
+        assert!(b.emit_events.is_none() && b.reindex.is_none());
+    }
+
+    #[test]
+    fn reindex_flags_are_checked_and_need_reindex() {
+        assert!(flags(&[]).expect("valid").reindex.is_none());
+        let e = flags(&["--reindex", "--target-class", "product_new"]).expect_err("bad");
+        assert!(e.contains("--target-class"), "{e}");
+        for lone in [
+            &["--drop-old"][..],
+            &["--previous-model", "m"],
+            &["--target-class", "Product_x"],
+        ] {
+            assert!(flags(lone).is_err(), "{lone:?} without --reindex");
+        }
+        let c = flags(&[
+            "--reindex",
+            "--previous-embedder",
+            "http://tei:8080/v1",
+            "--previous-embedder-model",
+            "bge",
+            "--previous-embedder-api-key",
+            "sk-9",
+        ])
+        .expect("valid");
+        let Some(EmbedderSource::Remote(r)) = c.reindex.as_ref().and_then(|r| r.previous.clone())
+        else {
+            panic!("a remote previous embedder");
+        };
+        assert_eq!(
+            (r.url.as_str(), r.model.as_str()),
+            ("http://tei:8080/v1", "bge")
+        );
+        assert!(!format!("{c:?}").contains("sk-9"), "the key never prints");
+        assert!(
+            flags(&[
+                "--reindex",
+                "--previous-model",
+                "m",
+                "--previous-embedder",
+                "http://x/v1"
+            ])
+            .is_err()
         );
     }
 }
