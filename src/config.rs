@@ -181,6 +181,10 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long to finish the in-flight batch before exiting anyway, in seconds.
     #[arg(long, env = "VECSYNC_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     pub shutdown_timeout_secs: u64,
+
+    /// Zero-downtime re-index into a new class, switched in by an alias (`--reindex`).
+    #[command(flatten)]
+    pub reindex: crate::pipeline::reindex::ReindexArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +211,8 @@ pub enum ConfigError {
     Class(String),
     #[error(transparent)]
     Embedder(#[from] EmbedderArgsError),
+    #[error(transparent)]
+    Reindex(#[from] crate::pipeline::reindex::ReindexArgsError),
 }
 
 /// A `db.table` name.
@@ -269,6 +275,8 @@ pub struct Config {
     pub batch_wait: Duration,
     pub batch_idle: Duration,
     pub shutdown_timeout: Duration,
+    /// `--reindex` and its settings; `None`: a normal run.
+    pub reindex: Option<crate::pipeline::reindex::ReindexConfig>,
 }
 
 /// The MariaDB settings, validated.
@@ -394,6 +402,7 @@ impl RunArgs {
         let mariadb = self.mariadb.into_settings()?;
         let weaviate = self.weaviate.into_settings()?;
         let embedder = self.embedder.into_config()?;
+        let reindex = self.reindex.into_config()?;
         Ok(Config {
             mariadb_url: mariadb.url,
             mariadb_failover_urls: mariadb.failover_urls,
@@ -420,6 +429,7 @@ impl RunArgs {
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             batch_idle: Duration::from_millis(self.batch_idle_ms.min(self.batch_wait_ms)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            reindex,
         })
     }
 }

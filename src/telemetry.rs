@@ -212,12 +212,17 @@ fn describe() {
 pub struct Health {
     state: Mutex<HealthState>,
     confirmed: watch::Sender<Option<GtidPosition>>,
+    /// Whether this health is the process's and drives `vecsync_ready` (a re-index's second
+    /// pipeline has a health of its own that does not).
+    export: bool,
 }
 
 #[derive(Debug)]
 struct HealthState {
     held: BTreeMap<&'static str, String>,
     checkpoint: Option<GtidPosition>,
+    /// Shown on `/readyz` without changing its status (a re-index's progress).
+    notes: BTreeMap<&'static str, String>,
 }
 
 impl Default for Health {
@@ -228,8 +233,10 @@ impl Default for Health {
             state: Mutex::new(HealthState {
                 held,
                 checkpoint: None,
+                notes: BTreeMap::new(),
             }),
             confirmed: watch::channel(None).0,
+            export: true,
         }
     }
 }
@@ -238,6 +245,29 @@ impl Health {
     pub fn new() -> Arc<Self> {
         metrics::gauge!(READY).set(0.0);
         Arc::new(Self::default())
+    }
+
+    /// A health of a pipeline that is not the one `/readyz` reports (a re-index's building
+    /// pipeline): it leaves `vecsync_ready` alone.
+    pub fn detached() -> Arc<Self> {
+        Arc::new(Self {
+            export: false,
+            ..Self::default()
+        })
+    }
+
+    /// Show `text` on `/readyz` under `key`, whatever its status.
+    pub fn set_note(&self, key: &'static str, text: impl Into<String>) {
+        self.lock().notes.insert(key, text.into());
+    }
+
+    pub fn clear_note(&self, key: &'static str) {
+        self.lock().notes.remove(key);
+    }
+
+    /// The notes, in key order.
+    pub fn notes(&self) -> Vec<String> {
+        self.lock().notes.values().cloned().collect()
     }
 
     /// Start-up is over (other components may still hold).
@@ -254,14 +284,18 @@ impl Health {
     pub fn set_held(&self, component: &'static str, reason: impl Into<String>) {
         let mut state = self.lock();
         state.held.insert(component, reason.into());
-        export_ready(&state);
+        if self.export {
+            export_ready(&state);
+        }
     }
 
     /// `component` no longer holds anything.
     pub fn clear_held(&self, component: &'static str) {
         let mut state = self.lock();
         state.held.remove(component);
-        export_ready(&state);
+        if self.export {
+            export_ready(&state);
+        }
     }
 
     /// `None` when ready, else every reason why not.
@@ -275,7 +309,7 @@ impl Health {
 
     /// The checkpoint moved: metrics, `/position` and `/wait` see it.
     pub fn set_checkpoint(&self, position: &GtidPosition) {
-        for gtid in position.iter() {
+        for gtid in position.iter().filter(|_| self.export) {
             metrics::gauge!(CHECKPOINT_SEQUENCE, "domain" => gtid.domain_id.to_string())
                 .set(gtid.sequence as f64);
         }
@@ -374,13 +408,18 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {
-    match state.health.not_ready() {
+    let (status, mut body) = match state.health.not_ready() {
         None => (StatusCode::OK, "ready\n".to_string()),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
         ),
+    };
+    for note in state.health.notes() {
+        body.push_str(&note);
+        body.push('\n');
     }
+    (status, body)
 }
 
 /// `GET /position`: `{"gtid": "0-1-5"}`, every change up to it is in Weaviate.

@@ -25,6 +25,7 @@ pub mod inflight;
 pub mod plan;
 pub mod prepare;
 pub mod reconcile;
+pub mod reindex;
 pub mod source_watch;
 pub mod sweep;
 pub mod text;
@@ -92,6 +93,8 @@ pub enum PipelineError {
     Template(#[from] text::BadColumn),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Reindex(#[from] reindex::ReindexError),
 }
 
 // Causes are part of the message (see `crate::report`), never also a `source()`.
@@ -129,7 +132,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Pipeli
         metrics = %metrics_addr,
         "vecsync starting"
     );
-    let result = replicate(&config, &health, &cancel).await;
+    let result = match &config.reindex {
+        Some(reindex) => reindex::run(&config, reindex, &health, &cancel).await,
+        None => match reindex::refuse_if_in_progress(&config) {
+            Ok(()) => replicate(&config, &health, &cancel).await,
+            Err(e) => Err(e.into()),
+        },
+    };
     http_cancel.cancel();
     let _ = http.await;
     match &result {
@@ -143,6 +152,17 @@ async fn replicate(
     config: &Config,
     health: &Arc<Health>,
     cancel: &CancellationToken,
+) -> Result<(), PipelineError> {
+    replicate_with(config, health, cancel, None).await
+}
+
+/// [`replicate`] with the embedder already open and probed, when given (a re-index shares one
+/// model between its pipelines and keeps it across the switch).
+async fn replicate_with(
+    config: &Config,
+    health: &Arc<Health>,
+    cancel: &CancellationToken,
+    opened: Option<(TextEmbedder, Probe)>,
 ) -> Result<(), PipelineError> {
     let checkpoint = Checkpoint::open(&config.checkpoint, &config.table.to_string())?;
     match checkpoint.position() {
@@ -183,10 +203,15 @@ async fn replicate(
 
     let rule = TextRule::new(config.embedder.template.clone())?;
     let setup = async {
-        let (embedder, probe) = start_embedder(config, health).await?;
+        let (embedder, probe) = match opened {
+            Some(opened) => opened,
+            None => start_embedder(config, health).await?,
+        };
         // The class is created with, or checked against, the probed dimension: a class whose
         // stored vectors have another length is refused by ensure_schema.
-        let sink = WeaviateSink::new(weaviate_config(config, probe.dimension, &rule))?;
+        // `--class` may be an alias: the class it points to is written and checked.
+        let sink =
+            reindex::through_alias(weaviate_config(config, probe.dimension, &rule), health).await?;
         wait_for_weaviate(&sink, health).await?;
         let distance = sink.class_distance().await?;
         check_fits(&probe, None, distance.as_deref())?;

@@ -5,6 +5,7 @@
 //!
 //! - [`weaviate`]: [`WeaviateSink`], the client the pipeline calls (`ensure_schema`, `apply`,
 //!   `truncate`, `get`, `near_vector`);
+//! - [`alias`]: collection aliases (`/v1/aliases`), the re-index switch;
 //! - [`config`]: [`WeaviateConfig`], the redacting [`ApiKey`] and [`ConsistencyLevel`];
 //! - [`schema`]: the class definition shipped in `schema/product.json` and the compatibility check
 //!   run against a class that already exists;
@@ -25,6 +26,7 @@
 //! error's message (bad API key, incompatible class). A single object Weaviate rejects for good is
 //! not an error of the call: it comes back as [`OpOutcome::Rejected`] with Weaviate's message.
 
+pub mod alias;
 pub mod config;
 pub mod error;
 pub mod fetch;

@@ -25,6 +25,7 @@ mod large_events;
 mod mariadb_harness;
 mod pipeline;
 mod preflight;
+mod reindex;
 mod remote_embedder;
 mod search;
 mod sink;
