@@ -485,6 +485,9 @@ async fn re_snapshot_of_an_unchanged_table_embeds_and_writes_nothing() {
     let chunk = ["--snapshot-chunk-rows", "16"];
 
     let first = Vecsync::spawn(args_without_cache(&stack, &chunk));
+    // The first snapshot and its sweep are over, and every row is in the index: the second
+    // run has nothing to do.
+    wait_snapshot_done(&stack, 4.0).await;
     wait_caught_up(&stack).await;
     stack.wait_in_sync().await;
     let computed = scrape(stack.metrics_port, EMBEDDINGS_COMPUTED_TOTAL)
