@@ -30,6 +30,7 @@ mod remote_embedder;
 mod search;
 mod sink;
 mod snapshot;
+mod snapshot_binary;
 mod snapshot_merge;
 mod snapshot_model;
 mod snapshot_pipeline;
