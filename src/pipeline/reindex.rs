@@ -72,13 +72,13 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 pub struct ReindexArgs {
     /// Build a new index with this run's embedding (model, embedder, template) into a new class
     /// while the current one keeps serving, then switch the alias `--class` to it.
-    #[arg(long)]
+    #[arg(long, env = "VECSYNC_REINDEX")]
     pub reindex: bool,
     /// The class the re-index builds (default: `<class>_<fingerprint8>`).
     #[arg(long, env = "VECSYNC_TARGET_CLASS", requires = "reindex")]
     pub target_class: Option<String>,
     /// Delete the old class after the switch (default: keep it, e.g. to switch back by hand).
-    #[arg(long, requires = "reindex")]
+    #[arg(long, env = "VECSYNC_DROP_OLD", requires = "reindex")]
     pub drop_old: bool,
     /// The in-process model that built the current index, when this run uses another model.
     #[arg(
