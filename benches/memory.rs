@@ -26,19 +26,6 @@ fn arg(name: &str) -> Option<String> {
         .cloned()
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 /// SQL for a distinct description of about `kb` kB for row `id`, different for each `round`.
 fn description(round: u32, kb: usize) -> String {
     // ~20 bytes per repetition.
@@ -92,7 +79,7 @@ async fn main() {
     let mut vecsync = stack.spawn_binary(&extra);
     let pid = vecsync.id();
     wait_caught_up(&stack, Duration::from_secs(120)).await;
-    let before = peak_rss_mib(pid);
+    let before = harness::peak_rss_mib(pid);
 
     let started = Instant::now();
     stack
@@ -104,7 +91,7 @@ async fn main() {
         .await;
     wait_caught_up(&stack, Duration::from_secs(3600)).await;
     let secs = started.elapsed().as_secs_f64();
-    let peak = peak_rss_mib(pid);
+    let peak = harness::peak_rss_mib(pid);
     let _ = vecsync.kill();
     let _ = vecsync.wait();
 

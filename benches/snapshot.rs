@@ -154,19 +154,6 @@ async fn scrape(port: u16, name: &str) -> Option<f64> {
     )
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 /// Poll `check` every few milliseconds (a timing loop: the harness's backing-off wait would
 /// blur the figures) until it holds, failing after `limit`.
 async fn poll<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -332,7 +319,7 @@ async fn null_snapshot(stack: &Stack, table: &str, class: &str, rows: usize) -> 
     let started = Instant::now();
     run.wait_snapshot_done().await;
     let rate = rows as f64 / started.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(run.pid());
+    let rss = harness::peak_rss_mib(run.pid());
     assert_eq!(stack.weaviate.object_count(class), rows, "{class} complete");
     run.stop().await;
     (rate, rss)

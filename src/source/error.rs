@@ -286,6 +286,30 @@ impl Gone {
 pub const SUPPORTED_VERSIONS: &str = "10.6 to 11.8";
 
 impl SourceError {
+    /// A failed query of `doing` on `table`: [`Connection`](Self::Connection) when reconnecting
+    /// may help (the network, a restarting server), else [`Server`](Self::Server).
+    pub(crate) fn from_mysql(
+        doing: &'static str,
+        table: &crate::config::TableRef,
+        e: mysql_async::Error,
+    ) -> Self {
+        if is_transient_mysql(&e) {
+            SourceError::Connection {
+                doing,
+                table: table.to_string(),
+                position: String::new(),
+                cause: Box::new(e),
+            }
+        } else {
+            SourceError::Server {
+                doing,
+                table: table.to_string(),
+                position: String::new(),
+                cause: Box::new(e),
+            }
+        }
+    }
+
     /// True when reconnecting (and resuming from the last commit) may succeed: the network or
     /// the server went away, or no reachable server has the position while another one is
     /// unreachable. False for errors that need the

@@ -43,21 +43,7 @@ fn setting(setting: &'static str, value: &str, why: &'static str, fix: String) -
 }
 
 fn server_error(doing: &'static str, table: &TableRef, e: mysql_async::Error) -> SourceError {
-    if super::error::is_transient_mysql(&e) {
-        SourceError::Connection {
-            doing,
-            table: table.to_string(),
-            position: String::new(),
-            cause: Box::new(e),
-        }
-    } else {
-        SourceError::Server {
-            doing,
-            table: table.to_string(),
-            position: String::new(),
-            cause: Box::new(e),
-        }
-    }
+    SourceError::from_mysql(doing, table, e)
 }
 
 /// Run every check on `conn` for `table`, each query waiting at most `limit`.

@@ -28,7 +28,7 @@ use crate::position::GtidPosition;
 
 use super::super::columns::{self, ColumnInfo};
 use super::super::connection::Endpoint;
-use super::super::error::{SourceError, is_transient_mysql};
+use super::super::error::SourceError;
 use super::super::preflight::quote_ident;
 use super::super::replicator::SourceConfig;
 use super::super::values::sql_to_json;
@@ -329,31 +329,14 @@ impl TableReader {
         column: &str,
         values: &[String],
     ) -> Result<Vec<String>, SourceError> {
-        let schema = self.schema().await?;
-        let Some(info) = schema
-            .columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(column))
-            .cloned()
-        else {
-            // Fail closed: "no row has it" for every value would delete the whole index.
-            return Err(SourceError::Unsupported(format!(
-                "absence check on column `{column}`, which {} does not have",
-                self.table
-            )));
-        };
+        // Fail closed: "no row has it" for every value would delete the whole index.
+        let info = self.column(column, "absence check").await?;
         let mut found: HashSet<String> = HashSet::new();
         for batch in absence::batches(&info, values) {
             if batch.is_empty() {
                 continue;
             }
-            let sql = format!(
-                "SELECT {col} FROM {db}.{table} WHERE {col} IN ({marks})",
-                col = quote_ident(&info.name),
-                db = quote_ident(&self.table.db),
-                table = quote_ident(&self.table.table),
-                marks = vec!["?"; batch.len()].join(", ")
-            );
+            let sql = self.select_in(&quote_ident(&info.name), &info, batch.len());
             let raw = self.select(&sql, batch).await?;
             for mut values in raw.rows {
                 let value = values.pop().flatten().unwrap_or(mysql_async::Value::NULL);
@@ -378,31 +361,14 @@ impl TableReader {
         column: &str,
         values: &[String],
     ) -> Result<Vec<Row>, SourceError> {
-        let schema = self.schema().await?;
-        let Some(info) = schema
-            .columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(column))
-            .cloned()
-        else {
-            return Err(SourceError::Unsupported(format!(
-                "reading rows by column `{column}`, which {} does not have",
-                self.table
-            )));
-        };
+        let info = self.column(column, "reading rows by column").await?;
         let wanted: HashSet<&str> = values.iter().map(String::as_str).collect();
         let mut out = Vec::new();
         for batch in absence::batches(&info, values) {
             if batch.is_empty() {
                 continue;
             }
-            let sql = format!(
-                "SELECT * FROM {db}.{table} WHERE {col} IN ({marks})",
-                col = quote_ident(&info.name),
-                db = quote_ident(&self.table.db),
-                table = quote_ident(&self.table.table),
-                marks = vec!["?"; batch.len()].join(", ")
-            );
+            let sql = self.select_in("*", &info, batch.len());
             let raw = self.select(&sql, batch).await?;
             let schema = self.schema_for(&raw.shapes).await?;
             for values in raw.rows {
@@ -417,6 +383,34 @@ impl TableReader {
             }
         }
         Ok(out)
+    }
+
+    /// The table's column `name` (case-insensitively, as MariaDB compares names); a column the
+    /// table does not have is an error naming `doing`.
+    async fn column(&mut self, name: &str, doing: &str) -> Result<ColumnInfo, SourceError> {
+        let schema = self.schema().await?;
+        schema
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .cloned()
+            .ok_or_else(|| {
+                SourceError::Unsupported(format!(
+                    "{doing} on column `{name}`, which {} does not have",
+                    self.table
+                ))
+            })
+    }
+
+    /// `SELECT what FROM the table WHERE column IN (?, ...)` with `n` placeholders.
+    fn select_in(&self, what: &str, column: &ColumnInfo, n: usize) -> String {
+        format!(
+            "SELECT {what} FROM {db}.{table} WHERE {col} IN ({marks})",
+            col = quote_ident(&column.name),
+            db = quote_ident(&self.table.db),
+            table = quote_ident(&self.table.table),
+            marks = vec!["?"; n].join(", ")
+        )
     }
 
     /// Inside a consistent read: every row, in no particular order (the keyless fallback).
@@ -749,21 +743,7 @@ async fn load_schema(
 }
 
 fn mysql_error(doing: &'static str, table: &TableRef, e: mysql_async::Error) -> SourceError {
-    if is_transient_mysql(&e) {
-        SourceError::Connection {
-            doing,
-            table: table.to_string(),
-            position: String::new(),
-            cause: Box::new(e),
-        }
-    } else {
-        SourceError::Server {
-            doing,
-            table: table.to_string(),
-            position: String::new(),
-            cause: Box::new(e),
-        }
-    }
+    SourceError::from_mysql(doing, table, e)
 }
 
 fn lost(table: &TableRef) -> SourceError {

@@ -61,3 +61,19 @@ pub mod proxy;
 pub mod replication;
 pub mod source;
 pub mod stack;
+
+/// Peak resident memory (VmHWM) of process `pid` in MiB, NaN when the OS does not say (for the
+/// benchmarks).
+#[allow(dead_code)]
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
