@@ -612,6 +612,9 @@ impl Site {
     }
 }
 
+/// Where [`Root`] links the model, below its directory.
+const LINKED_MODEL: &str = "opt_vecsync_models_all-MiniLM-L6-v2";
+
 /// A temporary stand-in for the machine's filesystem: the paths a deployment file names map to
 /// directories under it.
 struct Root {
@@ -628,9 +631,13 @@ impl Root {
             .expect("tempdir");
         // The unprivileged user must reach what is inside.
         chmod(dir.path(), 0o755);
+        // ... the model too, and the checkout may sit below a directory only its owner can
+        // enter (a CI workspace made by `mktemp -d` is 0700): the model is linked in here.
+        let model = dir.path().join(LINKED_MODEL);
+        link_tree(&model_dir(), &model);
         Root {
             dir,
-            map: vec![("/opt/vecsync/models/all-MiniLM-L6-v2".into(), model_dir())],
+            map: vec![("/opt/vecsync/models/all-MiniLM-L6-v2".into(), model)],
         }
     }
 
@@ -663,6 +670,22 @@ impl Root {
         match best {
             Some((prefix, here)) => format!("{}{}", here.display(), &value[prefix.len()..]),
             None => panic!("the deployment file names {value}, a path this test does not map"),
+        }
+    }
+}
+
+/// `from`'s files under `to`, hard-linked (copied across filesystems), readable by everyone.
+fn link_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a directory");
+    chmod(to, 0o755);
+    for entry in std::fs::read_dir(from).expect("read the model directory") {
+        let entry = entry.expect("a directory entry");
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().expect("file type").is_dir() {
+            link_tree(&source, &target);
+        } else if std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target).expect("copy a model file");
+            chmod(&target, 0o644);
         }
     }
 }
@@ -1115,7 +1138,8 @@ fn systemd_unit(root: &mut Root, site_secrets: &BTreeMap<&str, String>) -> Deplo
         .get("VECSYNC_MODEL")
         .expect("the env file names the model")
         .clone();
-    root.map.push((model, model_dir()));
+    let linked = root.dir.path().join(LINKED_MODEL);
+    root.map.push((model, linked));
     Deployed {
         form: "systemd unit",
         args: exec[1..].to_vec(),
