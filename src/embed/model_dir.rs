@@ -118,11 +118,7 @@ impl ModelDir {
     ///
     /// The weight files are only located here (and must exist); they are read by the loader.
     pub fn open(dir: &Path) -> Result<ModelDir, EmbedError> {
-        if !dir.is_dir() {
-            return Err(EmbedError::MissingFile {
-                path: dir.to_path_buf(),
-            });
-        }
+        require(dir, true)?;
         let modules_path = dir.join("modules.json");
         let modules: Vec<ModuleEntry> = read_json(&modules_path)?;
         let (pooling_path, normalize) = check_modules(&modules_path, &modules)?;
@@ -167,10 +163,27 @@ impl ModelDir {
 }
 
 fn require_file(path: PathBuf) -> Result<PathBuf, EmbedError> {
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(EmbedError::MissingFile { path })
+    require(&path, false)?;
+    Ok(path)
+}
+
+/// `path` is there as a directory (`dir`) or a file. "Not there" says to fetch the model; any
+/// other failure (a directory the user may not enter) is reported as what it is.
+fn require(path: &Path, dir: bool) -> Result<(), EmbedError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() == dir => Ok(()),
+        Ok(_) => Err(EmbedError::MissingFile {
+            path: path.to_path_buf(),
+        }),
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(EmbedError::MissingFile {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => Err(EmbedError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
