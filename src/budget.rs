@@ -27,7 +27,7 @@ use crate::event::{ChangeEvent, Row, SnapshotMessage, Source, SourceMessage};
 use crate::telemetry::BUFFER_BYTES;
 
 /// `--max-buffer-mb`'s default.
-pub const DEFAULT_MAX_BUFFER_MB: usize = 256;
+pub const DEFAULT_MAX_BUFFER_MB: usize = 64;
 
 /// The budget counts in units of this many bytes (a semaphore takes at most `u32::MAX` permits
 /// at once).

@@ -576,7 +576,7 @@ mod tests {
             msg.contains("different passwords") && !msg.contains("two"),
             "{msg}"
         );
-        assert_eq!(parse(&[]).max_buffer_bytes, 256 << 20);
+        assert_eq!(parse(&[]).max_buffer_bytes, 64 << 20);
         assert_eq!(parse(&["--max-buffer-mb", "64"]).max_buffer_bytes, 64 << 20);
     }
 
