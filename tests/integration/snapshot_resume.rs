@@ -244,8 +244,10 @@ async fn the_stream_reconnecting_mid_snapshot_keeps_chunks_exact() {
         let m = source.next().await;
         model.apply(&m);
         if let SourceMessage::Snapshot(SnapshotMessage::Chunk(c)) = &m {
-            wait_for_writes(&done, 3).await;
-            if c.seq % 10 == 5 {
+            if !stop.is_cancelled() {
+                wait_for_writes(&done, 3).await;
+            }
+            if c.seq % 10 == 5 && kills < 3 {
                 // Drop the replication connection while the next chunks are being read.
                 let dump = server
                     .query_one(
@@ -256,6 +258,13 @@ async fn the_stream_reconnecting_mid_snapshot_keeps_chunks_exact() {
                 source.control().chunk_confirmed(&c.snapshot_id, c.seq);
                 server.exec(&format!("KILL CONNECTION {dump}")).await;
                 kills += 1;
+                if kills == 3 {
+                    // The writer appends rows past the table's end faster than a reconnecting
+                    // snapshot reads 30-row chunks; a snapshot chasing the end never finishes
+                    // (vecsync does not bound a snapshot at the largest key of its start yet).
+                    // Three reconnects under writes are what this test is about.
+                    stop.cancel();
+                }
                 continue;
             }
             source.control().chunk_confirmed(&c.snapshot_id, c.seq);
